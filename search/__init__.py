@@ -1,0 +1,1 @@
+"""Hyperparameter search for Keras MLPs on MNIST: config, model, trainer, study driver."""

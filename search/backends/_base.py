@@ -1,0 +1,34 @@
+"""The contract every backend fulfils."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+
+@dataclass
+class Backend:
+    """How the next trial's hyperparameters are chosen, and whether trials may stop early.
+
+    `sampler` and `pruner` go to the Optuna study. Before each trial the driver calls
+    `next_trial(study)`; a backend whose algorithm lives outside Optuna enqueues its choice there
+    (params and per-trial settings as user attrs) and returns False once it has nothing left.
+    After each trial the driver calls `trial_finished(study, trial)` with the recorded trial.
+    The per-trial user attrs a backend may set: `epochs` (train up to this epoch),
+    `initial_epoch` and `initial_weights` (continue a parent's training), `save_weights`.
+    """
+
+    sampler: optuna.samplers.BaseSampler
+    pruner: optuna.pruners.BasePruner
+
+    def next_trial(self, study: optuna.Study) -> bool:
+        return True
+
+    def trial_finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Settings worth recording with the study."""
+        return {"sampler_class": type(self.sampler).__name__, "pruner_class": type(self.pruner).__name__}

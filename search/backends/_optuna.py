@@ -1,0 +1,51 @@
+"""Optuna's own samplers and pruners as backends (`tpe`, `random`, `qmc`, `cmaes`, `gp`)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import optuna
+
+from search.backends._base import Backend
+from search.errors import UserError
+
+
+def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+PRUNERS = ("hyperband", "median", "successive-halving", "none")
+
+
+def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[..., Backend]:
+    def factory(*, seed: int, pruner: str, epochs: int, **_: object) -> Backend:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return Backend(sampler=make(seed), pruner=_pruner(pruner, epochs))
+
+    return factory
+
+
+def _gp(seed: int) -> optuna.samplers.BaseSampler:
+    try:
+        import torch  # noqa: F401  (GPSampler needs it; fail now with a fix, not mid-search)
+    except ImportError:
+        raise UserError("--backend gp needs PyTorch: pip install -e '.[gp]' (or pick another backend)") from None
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+OPTUNA_BACKENDS: dict[str, Callable[..., Backend]] = {
+    # Multivariate TPE models parameters jointly; `group` handles the conditional units_layer_k.
+    "tpe": _sampler_backend(lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)),
+    "random": _sampler_backend(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
+    "qmc": _sampler_backend(lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)),
+    "cmaes": _sampler_backend(lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)),
+    "gp": _sampler_backend(_gp),
+}

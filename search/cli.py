@@ -1,0 +1,205 @@
+"""The command line: argument parsing and turning errors into one clear line; no search logic here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from search.errors import UserError
+
+
+def _data(args: argparse.Namespace) -> None:
+    from search.data import fetch, load_mnist
+
+    path = fetch(args.data_dir)
+    mnist = load_mnist(args.data_dir)
+    print(
+        f"{path}: verified; train {len(mnist.y_train)}, validation {len(mnist.y_val)}, "
+        f"test {len(mnist.y_test)} images (dataset {mnist.checksum})"
+    )
+
+
+def _spaces(args: argparse.Namespace) -> None:
+    import inspect
+
+    from spaces import SPACES
+
+    for name, suggest in SPACES.items():
+        doc = inspect.getmodule(suggest).__doc__ or ""
+        print(f"{name}\n  " + "\n  ".join(doc.strip().splitlines()) + "\n")
+
+
+def _schema(args: argparse.Namespace) -> None:
+    from search.config import schema_rows
+
+    print("| key | type | allowed | default | meaning |\n|---|---|---|---|---|")
+    for row in schema_rows():
+        print("| " + " | ".join(f"`{row['key']}`" if k == "key" else row[k] for k in row) + " |")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from search.study import StudySpec, run_study
+
+    spec = StudySpec(
+        space=args.space,
+        backend=args.backend,
+        objective=args.objective,
+        pruner=args.pruner,
+        epochs=args.epochs,
+        seed=args.seed,
+        command=_reproduce(args),
+    )
+    return run_study(
+        spec,
+        study=args.study or f"{args.space}-{args.backend}",
+        storage=args.storage,
+        n_trials=args.trials,
+        timeout=args.timeout or None,
+        workers=args.workers,
+    )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from search.study import join_study
+
+    return join_study(study=args.study, storage=args.storage, n_trials=args.trials, timeout=args.timeout or None)
+
+
+def _rank(args: argparse.Namespace) -> None:
+    from search.rank import leaderboard_text
+
+    print(leaderboard_text(args.storage, args.study, top=args.top, fmt=args.format))
+
+
+def _reproduce(args: argparse.Namespace) -> str:
+    """The command that reproduces (or resumes) this study."""
+    return (
+        f"python -m search run --space {args.space} --backend {args.backend} --pruner {args.pruner} "
+        f"--objective {args.objective} --epochs {args.epochs} --trials {args.trials} --seed {args.seed} "
+        f"--study {args.study or f'{args.space}-{args.backend}'} --storage {args.storage}"
+    )
+
+
+def _add_storage(parser: argparse.ArgumentParser) -> None:
+    from search.storage import DEFAULT_STORAGE
+
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL (default: %(default)s)")
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    from search.backends import BACKENDS, PRUNERS
+    from search.config import OBJECTIVES
+    from spaces import SPACES
+
+    run = commands.add_parser("run", help="run (or resume) a study: sample a space, train, record every trial")
+    run.add_argument("--space", default="full", help=f"search space: {', '.join(SPACES)} (default: %(default)s)")
+    run.add_argument("--backend", default="tpe", help=f"search algorithm: {', '.join(BACKENDS)} (default: %(default)s)")
+    run.add_argument(
+        "--pruner",
+        default="hyperband",
+        help=f"stops poor trials early (Optuna backends): {', '.join(PRUNERS)} (default: %(default)s)",
+    )
+    run.add_argument(
+        "--objective",
+        default="val_accuracy",
+        help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized (default: %(default)s)",
+    )
+    run.add_argument(
+        "--trials",
+        type=_positive,
+        default=100,
+        help="finished trials the study should hold, resumed ones included (default: %(default)s)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=_minutes_as_seconds,
+        default=60.0,
+        help="minutes after which no new trial starts; 0 = none (default: %(default)s)",
+    )
+    run.add_argument("--epochs", type=_positive, default=20, help="maximum epochs per trial (default: %(default)s)")
+    run.add_argument("--study", help="study name (default: SPACE-BACKEND)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the sampler and of trial i's weights (seed+i)")
+    run.add_argument("--workers", type=_positive, default=1, help="worker processes on this machine (default: 1)")
+    _add_storage(run)
+    run.set_defaults(handler=_run)
+
+    worker = commands.add_parser("worker", help="join an existing study as one more worker (any machine)")
+    worker.add_argument("--study", required=True, help="name of the study to join")
+    worker.add_argument(
+        "--trials",
+        type=_positive,
+        help="finished trials the study should hold (default: the number it was started with)",
+    )
+    worker.add_argument(
+        "--timeout", type=_minutes_as_seconds, default=0.0, help="minutes after which no new trial starts"
+    )
+    _add_storage(worker)
+    worker.set_defaults(handler=_worker)
+
+
+def _add_rank(commands: argparse._SubParsersAction) -> None:
+    rank = commands.add_parser("rank", help="leaderboard of the trials of every study (or those named)")
+    rank.add_argument("--study", action="append", help="only this study (repeatable)")
+    rank.add_argument("--top", type=_positive, default=20, help="rows to show (default: %(default)s)")
+    rank.add_argument("--format", default="table", choices=("table", "csv", "json", "markdown"))
+    _add_storage(rank)
+    rank.set_defaults(handler=_rank)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from search.data import DATA_DIR
+
+    parser = _OneLineParser(prog="search", description="Hyperparameter search for Keras MLPs on MNIST.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
+
+    data = commands.add_parser("data", help="fetch and verify MNIST into data/mnist.npz")
+    data.add_argument("--data-dir", type=_path, default=DATA_DIR, help="cache folder (default: %(default)s)")
+    data.set_defaults(handler=_data)
+
+    commands.add_parser("spaces", help="list the search spaces and their parameters").set_defaults(handler=_spaces)
+    commands.add_parser("schema", help="print the config schema as a Markdown table").set_defaults(handler=_schema)
+    _add_run(commands)
+    _add_rank(commands)
+    return parser
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad flags end in one line naming the problem (and where to look), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _path(text: str) -> Path:
+    return Path(text)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _minutes_as_seconds(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more minutes, got {text}")
+    return value * 60
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a UserError becomes `error: <message>` on stderr and exit status 2."""
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int | None] = args.handler
+    try:
+        return handler(args) or 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,81 @@
+"""What a running search shows: one line per finished trial, and a bar with trials done, best so far and ETA."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+_BAR_WIDTH = 24
+
+
+def format_params(params: dict) -> str:
+    """`name=value` pairs, numbers to 4 significant digits, for one-line summaries."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """Prints trial lines to `out`; on a terminal it also redraws a bar on stderr as epochs finish."""
+
+    def __init__(self, n_trials: int, objective: str, out: TextIO = sys.stdout) -> None:
+        self.n_trials, self.objective, self.out = n_trials, objective, out
+        self.started = time.monotonic()
+        self.trained_here = 0
+        self.tty = sys.stderr.isatty()
+        self.status = ""
+
+    def note(self, message: str) -> None:
+        self._clear()
+        print(message, file=self.out, flush=True)
+
+    def epoch_finished(self, number: int, epoch: int, value: float) -> None:
+        if self.tty:
+            sys.stderr.write(f"\r{self.status}  trial {number} epoch {epoch}: {value:.4f}\033[K")
+            sys.stderr.flush()
+
+    def trial_finished(self, trial: FrozenTrial, study: optuna.Study) -> None:
+        """The trial's line, then the bar from the study's counts (other workers' trials included)."""
+        self.trained_here += 1
+        attrs = trial.user_attrs
+        value = f"{self.objective} {trial.value:.4f}" if trial.value is not None else attrs.get("fail_reason", "")
+        if trial.state == TrialState.PRUNED:
+            value = f"pruned, last {self.objective} {_last(trial):.4f}"
+        self.note(
+            f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs {attrs.get('epochs_run', 0)}  "
+            f"{attrs.get('seconds', 0):.1f}s  {format_params(trial.params)}"
+        )
+        self.status = self.bar(study)
+        print(self.status, file=sys.stderr if self.tty else self.out, end="" if self.tty else "\n", flush=True)
+
+    def bar(self, study: optuna.Study) -> str:
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        filled = min(_BAR_WIDTH, _BAR_WIDTH * done // max(1, self.n_trials))
+        per_trial = (time.monotonic() - self.started) / max(1, self.trained_here)
+        eta = format_seconds(per_trial * max(0, self.n_trials - done))
+        try:
+            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{self.n_trials} trials  {best}  ETA {eta}"
+
+    def _clear(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+
+
+def _last(trial: FrozenTrial) -> float:
+    values = trial.intermediate_values
+    return values[max(values)] if values else math.nan

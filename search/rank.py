@@ -1,0 +1,112 @@
+"""The leaderboard: finished trials of every study (or those named), ranked, from the storage alone."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from search.config import OBJECTIVES
+from search.errors import UserError
+from search.storage import open_storage
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def load_studies(storage_url: str, names: list[str] | None = None) -> list[optuna.Study]:
+    """The named studies (default: all) of an existing storage, or a UserError naming what is missing."""
+    storage = open_storage(storage_url, must_exist=True)
+    known = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if not known:
+        raise UserError(f"no studies in {storage_url}; run `make search` first")
+    for name in names or []:
+        if name not in known:
+            raise UserError(f"no study named '{name}' in {storage_url}; known: {', '.join(known)}")
+    return [optuna.load_study(study_name=name, storage=storage) for name in names or known]
+
+
+def trial_rows(study: optuna.Study) -> list[dict]:
+    """One row per complete trial: identity, outcome, cost and the key hyperparameters of its config."""
+    attrs = study.user_attrs
+    rows = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        config, user = trial.user_attrs.get("config", {}), trial.user_attrs
+        rows.append(
+            {
+                "study": study.study_name,
+                "space": attrs.get("space", "?"),
+                "backend": attrs.get("backend", "?"),
+                "trial": trial.number,
+                "objective": attrs.get("objective", "value"),
+                "value": trial.value,
+                "epochs": user.get("epochs_run"),
+                "params": user.get("param_count"),
+                "seconds": user.get("seconds"),
+                "layers": "-".join(str(u) for u in config.get("hidden_units", [])),
+                "activation": config.get("activation"),
+                "dropout": config.get("dropout"),
+                "batchnorm": config.get("batchnorm"),
+                "optimizer": config.get("optimizer"),
+                "lr": config.get("learning_rate"),
+                "schedule": config.get("lr_schedule"),
+                "batch": config.get("batch_size"),
+            }
+        )
+    return rows
+
+
+def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataFrame:
+    """Complete trials ranked best first; studies of different objectives are ranked separately."""
+    frame = pd.DataFrame([row for study in studies for row in trial_rows(study)])
+    if frame.empty:
+        return frame
+    ranked = []
+    for objective, group in frame.groupby("objective", sort=False):
+        group = group.sort_values("value", ascending=OBJECTIVES.get(objective, "max") == "min", kind="stable")
+        group.insert(0, "rank", range(1, len(group) + 1))
+        ranked.append(group.head(top) if top else group)
+    return pd.concat(ranked, ignore_index=True)
+
+
+def state_counts(studies: list[optuna.Study]) -> pd.DataFrame:
+    """Per study: its space and backend, and how many trials are complete, pruned, failed or running."""
+    rows = []
+    for study in studies:
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        rows.append(
+            {
+                "study": study.study_name,
+                "space": study.user_attrs.get("space", "?"),
+                "backend": study.user_attrs.get("backend", "?"),
+                **{s.name.lower(): states.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)},
+                "running": states.count(TrialState.RUNNING),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def leaderboard_text(storage_url: str, names: list[str] | None, *, top: int = 20, fmt: str = "table") -> str:
+    """The leaderboard (and, for tables, the per-study counts) rendered in `fmt`."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format '{fmt}'; known formats: {', '.join(FORMATS)}")
+    studies = load_studies(storage_url, names)
+    board, counts = leaderboard(studies, top), state_counts(studies)
+    if fmt == "csv":
+        return board.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        return board.to_json(orient="records", indent=2)
+    render = _markdown if fmt == "markdown" else _table
+    if board.empty:
+        return "no complete trial yet\n\n" + render(counts)
+    return render(board) + "\n\n" + render(counts)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    cells = frame.astype(object).where(frame.notna(), "").map(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)

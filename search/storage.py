@@ -1,0 +1,101 @@
+"""Storage URLs: turning `--storage` into an Optuna storage, with the checks that keep records safe."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from search.errors import UserError
+
+DEFAULT_STORAGE = "sqlite:///studies.db"
+# A live worker writes a heartbeat this often; a RUNNING trial whose last heartbeat is older
+# than the grace period belonged to a killed worker: it is marked FAIL and queued again.
+HEARTBEAT_SECONDS = 20
+GRACE_SECONDS = 60
+MAX_RETRIES = 3
+# SQLite serialises writers; a writer waits this long for the lock instead of failing at once.
+SQLITE_LOCK_TIMEOUT_SECONDS = 120
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def open_storage(
+    url: str = DEFAULT_STORAGE, *, heartbeat: int = HEARTBEAT_SECONDS, must_exist: bool = False
+) -> RDBStorage:
+    """An Optuna RDB storage for `url` (SQLite file or PostgreSQL), or a UserError saying why not.
+
+    `must_exist`: for readers; a SQLite file that is not there is an error, not a new database.
+
+    Heartbeats are on, so a trial of a killed worker does not stay RUNNING forever; it is
+    failed after `2 * heartbeat + GRACE` at most and retried with the same parameters.
+    """
+    engine_kwargs: dict = {}
+    if url.startswith("sqlite"):
+        path = sqlite_path(url)
+        if must_exist and path is not None and not path.exists():
+            raise UserError(f"no database at {path}; run `make search` first or pass --storage")
+        _prepare_sqlite(url)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_SECONDS}}
+    elif url.startswith("postgresql"):
+        # Stale pooled connections after a server restart would otherwise fail the next write.
+        engine_kwargs = {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat,
+                grace_period=max(GRACE_SECONDS, 3 * heartbeat),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+            )
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            raise UserError(f"cannot open storage {_redact(url)}: {reason}") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a `sqlite:///path` URL (None for in-memory or other databases)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _prepare_sqlite(url: str) -> None:
+    """Refuse files that are not SQLite databases, and switch the file to write-ahead logging.
+
+    WAL lets readers (the dashboard, `search rank`) work while a search writes, and lets
+    several worker processes write without "database is locked" as long as each waits its turn.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise UserError(f"cannot open storage {url}: folder {path.parent} does not exist; create it first")
+    if path.exists():
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise UserError(f"{path} is not a SQLite database; pass another --storage or move the file away")
+    try:
+        with sqlite3.connect(path, timeout=SQLITE_LOCK_TIMEOUT_SECONDS) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+            problem = connection.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as error:
+        raise UserError(
+            f"{path} is corrupt or unreadable ({error}); restore it from a backup or pass another --storage"
+        ) from None
+    if problem != "ok":
+        raise UserError(f"{path} is corrupt ({problem}); restore it from a backup or pass another --storage")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url

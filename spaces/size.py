@@ -1,0 +1,25 @@
+"""Space `size`: how deep and how wide (the note's chapter 1: start big, shrink while watching val_loss).
+
+Scientific: `n_layers` (1 to 8 hidden layers) and `units_layer_<k>` (16 to 1024, powers of two),
+where `units_layer_<k>` exists only when `n_layers >= k`.
+Fixed: everything else, from the base config (the reference model: ReLU, Adam 0.001, batch 100).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from search.config import TrialConfig
+from spaces._scope import only_when
+
+MAX_LAYERS = 8
+UNITS = [16, 32, 64, 128, 256, 512, 1024]
+
+
+def suggest(trial: Any, base: TrialConfig) -> TrialConfig:
+    n_layers = trial.suggest_int("n_layers", 1, MAX_LAYERS)
+    units = []
+    for k in range(1, n_layers + 1):
+        with only_when(trial, "n_layers", range(k, MAX_LAYERS + 1)):
+            units.append(trial.suggest_categorical(f"units_layer_{k}", UNITS))
+    return base.replace(hidden_units=tuple(units))

@@ -1,0 +1,57 @@
+"""Tests for search/cli.py's offline commands, run as real `python -m search` subprocesses."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+from search.config import TrialConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE_NAMES = ("size", "dropout", "batchnorm", "schedule", "augment", "full")
+
+
+def _search(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_spaces_lists_all_six_with_their_docs() -> None:
+    result = _search("spaces")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    headings = [line for line in lines if line and not line.startswith(" ")]
+    assert headings == list(SPACE_NAMES)
+    assert "  Space `size`: how deep and how wide" in result.stdout
+    assert "units_layer_<k>" in result.stdout
+
+
+def test_schema_has_a_row_per_config_field() -> None:
+    result = _search("schema")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| key | type | allowed | default | meaning |"
+    rows = [line for line in lines[2:] if line.startswith("| `")]
+    assert len(rows) == len(lines) - 2
+    keys = [row.split("|")[1].strip().strip("`") for row in rows]
+    assert keys == [f.name for f in dataclasses.fields(TrialConfig)]
+    for row in rows:
+        assert row.count("|") == 6, row  # five cells: no meaning text breaks the table
+    epochs = next(row for row in rows if row.startswith("| `epochs`"))
+    assert [cell.strip() for cell in epochs.split("|")[2:5]] == ["int", "1 to 1000", "20"]
+
+
+def test_unknown_command_fails_with_a_usage_message() -> None:
+    result = _search("frobnicate")
+    assert result.returncode != 0
+    assert "frobnicate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_command_fails() -> None:
+    result = _search()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
