@@ -32,6 +32,9 @@ with _stderr_silenced():
     import keras
     import tensorflow as tf
 
+    # Retracing notices are expected: every trial compiles a model of a new shape.
+    tf.get_logger().setLevel("ERROR")
+
     # Several workers may share one GPU: each takes memory as it needs it, not all at start.
     for _gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(_gpu, True)

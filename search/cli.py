@@ -49,7 +49,9 @@ def _run(args: argparse.Namespace) -> int:
         objective=args.objective,
         pruner=args.pruner,
         epochs=args.epochs,
+        subset=args.subset,
         seed=args.seed,
+        baseline=args.baseline,
         command=_reproduce(args),
     )
     return run_study(
@@ -80,6 +82,8 @@ def _reproduce(args: argparse.Namespace) -> str:
         f"python -m search run --space {args.space} --backend {args.backend} --pruner {args.pruner} "
         f"--objective {args.objective} --epochs {args.epochs} --trials {args.trials} --seed {args.seed} "
         f"--study {args.study or f'{args.space}-{args.backend}'} --storage {args.storage}"
+        + (f" --subset {args.subset}" if args.subset else "")
+        + ("" if args.baseline else " --no-baseline")
     )
 
 
@@ -120,6 +124,18 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         help="minutes after which no new trial starts; 0 = none (default: %(default)s)",
     )
     run.add_argument("--epochs", type=_positive, default=20, help="maximum epochs per trial (default: %(default)s)")
+    run.add_argument(
+        "--subset",
+        type=int,
+        default=0,
+        help="train on the first N of the 50,000 training images, for quick looks; 0 = all (default)",
+    )
+    run.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not start a new study with the reference model as trial 0",
+    )
     run.add_argument("--study", help="study name (default: SPACE-BACKEND)")
     run.add_argument("--seed", type=int, default=0, help="seed of the sampler and of trial i's weights (seed+i)")
     run.add_argument("--workers", type=_positive, default=1, help="worker processes on this machine (default: 1)")

@@ -28,8 +28,10 @@ def load_studies(storage_url: str, names: list[str] | None = None) -> list[optun
 def trial_rows(study: optuna.Study) -> list[dict]:
     """One row per complete trial: identity, outcome, cost and the key hyperparameters of its config."""
     attrs = study.user_attrs
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    baseline = next((t.value for t in complete if t.user_attrs.get("baseline")), None)
     rows = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in complete:
         config, user = trial.user_attrs.get("config", {}), trial.user_attrs
         rows.append(
             {
@@ -39,6 +41,9 @@ def trial_rows(study: optuna.Study) -> list[dict]:
                 "trial": trial.number,
                 "objective": attrs.get("objective", "value"),
                 "value": trial.value,
+                # How far the search got beyond the study's reference-model trial (positive = better).
+                "vs_baseline": None if baseline is None else _gain(trial.value - baseline, attrs.get("objective")),
+                "baseline": bool(trial.user_attrs.get("baseline")),
                 "epochs": user.get("epochs_run"),
                 "params": user.get("param_count"),
                 "seconds": user.get("seconds"),
@@ -53,6 +58,10 @@ def trial_rows(study: optuna.Study) -> list[dict]:
             }
         )
     return rows
+
+
+def _gain(difference: float, objective: str | None) -> float:
+    return -difference if OBJECTIVES.get(objective or "", "max") == "min" else difference
 
 
 def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataFrame:

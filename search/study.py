@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -23,11 +24,11 @@ from search.errors import UserError
 from search.progress import Progress
 from search.storage import open_storage
 from search.train import train
-from spaces import get_space
+from spaces import baseline_params, get_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
-IDENTITY = ("space", "backend", "objective", "pruner", "epochs")
+IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
 _POLL_SECONDS = 5
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver's progress lines say it better
 
@@ -41,7 +42,9 @@ class StudySpec:
     objective: str = "val_accuracy"
     pruner: str = "hyperband"
     epochs: int = 20
+    subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
     seed: int = 0
+    baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against
     command: str = ""
 
     def base(self) -> TrialConfig:
@@ -67,7 +70,7 @@ class StudySpec:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
-        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")})
+        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False)
 
 
 class TrainingDiverged(Exception):
@@ -97,6 +100,8 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
     if not recorded:
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
+        if spec.baseline:
+            study.enqueue_trial(baseline_params(spec.space, spec.base()), user_attrs={"baseline": True})
         return study
     for key in IDENTITY:
         if recorded.get(key) != getattr(spec, key):
@@ -123,7 +128,8 @@ class Objective:
     """One trial: the space picks a config, the trainer fits it, the trial records what happened."""
 
     def __init__(self, spec: StudySpec, data: Mnist, n_trials: int, progress: Progress) -> None:
-        self.spec, self.data, self.n_trials, self.progress = spec, data, n_trials, progress
+        self.spec, self.n_trials, self.progress = spec, n_trials, progress
+        self.data = subset(data, spec.subset)
         self.space = get_space(spec.space)
         self.last_number: int | None = None
 
@@ -166,6 +172,13 @@ class Objective:
         if reporter.pruned_at:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
         return result.best()
+
+
+def subset(data: Mnist, n_images: int) -> Mnist:
+    """The first `n_images` training images only (0 = all); validation and test stay whole."""
+    if not n_images:
+        return data
+    return dataclasses.replace(data, x_train=data.x_train[:n_images], y_train=data.y_train[:n_images])
 
 
 def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:

@@ -27,6 +27,45 @@ SPACES: dict[str, Suggest] = {
 }
 
 
+def baseline_params(name: str, base: TrialConfig) -> dict[str, Any]:
+    """The parameters with which space `name` reproduces `base` (the study's first, baseline trial).
+
+    Parameters are named after the config field they set, except `n_layers` and
+    `units_layer_<k>`, which spell out `hidden_units`; the space is run once with a trial that
+    answers every suggestion from `base`, so conditional parameters come out right.
+    """
+    probe = _BaselineProbe(base)
+    get_space(name)(probe, base)
+    return probe.params
+
+
+class _BaselineProbe:
+    """An Optuna-style trial whose every suggestion is the base config's value for that parameter."""
+
+    def __init__(self, base: TrialConfig) -> None:
+        self.base, self.params = base, {}
+
+    def _value(self, name: str) -> Any:
+        units = self.base.hidden_units
+        if name == "n_layers":
+            value = len(units)
+        elif name.startswith("units_layer_"):
+            value = units[int(name.removeprefix("units_layer_")) - 1]
+        else:
+            value = getattr(self.base, name)
+        self.params[name] = value
+        return value
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        return self._value(name)
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        return self._value(name)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._value(name)
+
+
 def get_space(name: str) -> Suggest:
     """The space called `name`, or a UserError listing the known ones."""
     if name not in SPACES:

@@ -2,7 +2,7 @@
 
 Composes `size`, `dropout`, `batchnorm`, `schedule` and `augment` (their parameters and ranges,
 see those modules) and adds: `optimizer` (adam, adamw, nadam, rmsprop, sgd), `activation`
-(relu, elu, gelu, swish), `batch_size` (64, 128, 256, 512) and `l2` (none = 0, 1e-6, 1e-5, 1e-4).
+(relu, elu, gelu, swish), `batch_size` (64, 100, 128, 256, 512) and `l2` (none = 0, 1e-6, 1e-5, 1e-4).
 All are scientific or nuisance at once here; nothing of the base config stays fixed but
 `epochs`, `seed` and the optimizers' secondary settings (momentum, weight decay).
 """
@@ -24,6 +24,6 @@ def suggest(trial: Any, base: TrialConfig) -> TrialConfig:
     return config.replace(
         optimizer=trial.suggest_categorical("optimizer", ["adam", "adamw", "nadam", "rmsprop", "sgd"]),
         activation=trial.suggest_categorical("activation", ["relu", "elu", "gelu", "swish"]),
-        batch_size=trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
+        batch_size=trial.suggest_categorical("batch_size", [64, 100, 128, 256, 512]),
         l2=trial.suggest_categorical("l2", [0.0, 1e-6, 1e-5, 1e-4]),
     )

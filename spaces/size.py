@@ -1,6 +1,6 @@
 """Space `size`: how deep and how wide (the note's chapter 1: start big, shrink while watching val_loss).
 
-Scientific: `n_layers` (1 to 8 hidden layers) and `units_layer_<k>` (16 to 1024, powers of two),
+Scientific: `n_layers` (1 to 8 hidden layers) and `units_layer_<k>` (8 to 1024, powers of two),
 where `units_layer_<k>` exists only when `n_layers >= k`.
 Fixed: everything else, from the base config (the reference model: ReLU, Adam 0.001, batch 100).
 """
@@ -13,7 +13,8 @@ from search.config import TrialConfig
 from spaces._scope import only_when
 
 MAX_LAYERS = 8
-UNITS = [16, 32, 64, 128, 256, 512, 1024]
+# 8 is in so that the reference model (its last hidden layer has 8 units) is a point of the space.
+UNITS = [8, 16, 32, 64, 128, 256, 512, 1024]
 
 
 def suggest(trial: Any, base: TrialConfig) -> TrialConfig:

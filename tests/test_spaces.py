@@ -23,7 +23,7 @@ N_TRIALS = 10
 # choices, or (low, high) for ints and floats. A new space's new parameter must be listed here.
 RANGES: dict[str, Any] = {
     "n_layers": (1, 8),
-    **{f"units_layer_{k}": [16, 32, 64, 128, 256, 512, 1024] for k in range(1, 9)},
+    **{f"units_layer_{k}": [8, 16, 32, 64, 128, 256, 512, 1024] for k in range(1, 9)},
     "dropout": (0.0, 0.5),
     "input_dropout": (0.0, 0.3),
     "max_norm": [0.0, 2.0, 3.0, 4.0],
@@ -38,7 +38,7 @@ RANGES: dict[str, Any] = {
     "augment_zoom": [0.0, 0.05, 0.1, 0.15],
     "optimizer": ["adam", "adamw", "nadam", "rmsprop", "sgd"],
     "activation": ["relu", "elu", "gelu", "swish"],
-    "batch_size": [64, 128, 256, 512],
+    "batch_size": [64, 100, 128, 256, 512],
     "l2": [0.0, 1e-6, 1e-5, 1e-4],
 }
 
@@ -222,3 +222,13 @@ def test_fixed_trial_ignores_parameters_that_do_not_apply() -> None:
     assert spaces.SPACES["schedule"](trial, BASE).lr_patience == BASE.lr_patience
     assert "units_layer_3" not in trial.params
     assert "lr_patience" not in trial.params
+
+
+@pytest.mark.parametrize("name", sorted(spaces.SPACES))
+def test_baseline_params_reproduce_the_reference_model(name):
+    params = spaces.baseline_params(name, BASE)
+    assert spaces.SPACES[name](optuna.trial.FixedTrial(params), BASE) == BASE
+    # The baseline must be a point of the space, so a real Optuna trial accepts it as it is.
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    assert spaces.SPACES[name](study.ask(), BASE) == BASE
