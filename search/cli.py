@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         n_trials=args.trials,
         timeout=args.timeout or None,
         workers=args.workers,
+        heartbeat=args.heartbeat,
     )
 
 
@@ -76,14 +77,63 @@ def _rank(args: argparse.Namespace) -> None:
     print(leaderboard_text(args.storage, args.study, top=args.top, fmt=args.format))
 
 
+def _export(args: argparse.Namespace) -> None:
+    from search.export import export_trial, write_yaml
+
+    exported = export_trial(args.storage, args.study, args.trial)
+    for warning in exported.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.out is None:
+        print(exported.to_yaml(), end="")
+        return
+    write_yaml(exported, args.out)
+    origin = exported.provenance
+    print(
+        f"wrote {args.out}: trial {origin['trial']} of study '{origin['study']}', "
+        f"{origin['objective']} {origin['value']:.4f}; retrain it with: make train CONFIG={args.out}"
+    )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from search.final import report_lines, retrain
+
+    scores = retrain(args.config, full_train=args.full_train, out_dir=args.out_dir, subset_size=args.subset)
+    print("\n".join(report_lines(scores)))
+
+
+def _dashboard(args: argparse.Namespace) -> None:
+    from search.dashboard import serve
+
+    serve(args.storage, host=args.host, port=args.port)
+
+
+def _report(args: argparse.Namespace) -> None:
+    if args.compare:
+        from search.report.compare import write_comparison
+
+        table, page = write_comparison(args.storage, args.out)
+        print(table)
+        print(f"wrote {page} and {page.with_suffix('.png')}", file=sys.stderr)
+        return
+    if not args.study:
+        raise UserError("name the study to report with --study NAME (`search rank` lists them), or pass --compare")
+    from search.report.study import write_study_report
+
+    page, *images = write_study_report(args.storage, args.study, args.out)
+    print(f"wrote {page} and {len(images)} images: {', '.join(image.name for image in images)}")
+
+
 def _reproduce(args: argparse.Namespace) -> str:
-    """The command that reproduces (or resumes) this study."""
+    """The command that reproduces (or resumes) this study; a storage password is masked."""
+    from search.storage import redact
+
     return (
         f"python -m search run --space {args.space} --backend {args.backend} --pruner {args.pruner} "
         f"--objective {args.objective} --epochs {args.epochs} --trials {args.trials} --seed {args.seed} "
-        f"--study {args.study or f'{args.space}-{args.backend}'} --storage {args.storage}"
+        f"--study {args.study or f'{args.space}-{args.backend}'} --storage {redact(args.storage)}"
         + (f" --subset {args.subset}" if args.subset else "")
         + ("" if args.baseline else " --no-baseline")
+        + (f" --workers {args.workers}" if args.workers > 1 else "")
     )
 
 
@@ -96,6 +146,7 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 def _add_run(commands: argparse._SubParsersAction) -> None:
     from search.backends import BACKENDS, PRUNERS
     from search.config import OBJECTIVES
+    from search.storage import GRACE_HEARTBEATS, HEARTBEAT_SECONDS
     from spaces import SPACES
 
     run = commands.add_parser("run", help="run (or resume) a study: sample a space, train, record every trial")
@@ -120,7 +171,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--timeout",
         type=_minutes_as_seconds,
-        default=60.0,
+        default="60",
         help="minutes after which no new trial starts; 0 = none (default: %(default)s)",
     )
     run.add_argument("--epochs", type=_positive, default=20, help="maximum epochs per trial (default: %(default)s)")
@@ -139,6 +190,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--study", help="study name (default: SPACE-BACKEND)")
     run.add_argument("--seed", type=int, default=0, help="seed of the sampler and of trial i's weights (seed+i)")
     run.add_argument("--workers", type=_positive, default=1, help="worker processes on this machine (default: 1)")
+    run.add_argument(
+        "--heartbeat",
+        type=_positive,
+        default=HEARTBEAT_SECONDS,
+        help="seconds between a running trial's signs of life; a killed worker's trial is retried once it "
+        f"missed {GRACE_HEARTBEATS}; every worker of the study uses this value (default: %(default)s)",
+    )
     _add_storage(run)
     run.set_defaults(handler=_run)
 
@@ -165,6 +223,60 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
     rank.set_defaults(handler=_rank)
 
 
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="write a study's best trial (or --trial N) as a complete YAML config")
+    export.add_argument("--study", help="study name (may be left out when the storage holds one study)")
+    export.add_argument("--trial", type=int, help="export this trial number instead of the best (must be complete)")
+    export.add_argument("--out", type=_path, help="YAML file to write (default: print to stdout)")
+    _add_storage(export)
+    export.set_defaults(handler=_export)
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="retrain a YAML config, save CONFIG-stem.keras, evaluate it once on the test set"
+    )
+    train.add_argument("config", type=_path, help="a YAML file written by `search export` (or every config key)")
+    train.add_argument(
+        "--full-train",
+        action="store_true",
+        help="train on the training and validation images (the validation accuracy is then not a fair number)",
+    )
+    train.add_argument("--out-dir", type=_path, help="folder for the .keras model and scores (default: the config's)")
+    train.add_argument(
+        "--subset", type=int, default=0, help="train on the first N training images, for quick looks; 0 = all (default)"
+    )
+    train.set_defaults(handler=_train)
+
+
+def _add_dashboard(commands: argparse._SubParsersAction) -> None:
+    from search.dashboard import DEFAULT_HOST, DEFAULT_PORT
+
+    dashboard = commands.add_parser(
+        "dashboard", help="optuna-dashboard over the storage; safe to run while searches write to it"
+    )
+    dashboard.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
+    dashboard.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
+    _add_storage(dashboard)
+    dashboard.set_defaults(handler=_dashboard)
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    from search.report import COMPARE_DIR, REPORTS_DIR
+
+    report = commands.add_parser("report", help="HTML page and PNG plots of a study, or --compare the spaces")
+    what = report.add_mutually_exclusive_group()
+    what.add_argument("--study", help="the study to report on")
+    what.add_argument(
+        "--compare", action="store_true", help="compare the best study of each space against its baseline trial"
+    )
+    report.add_argument(
+        "--out", type=_path, help=f"folder to write into (default: {REPORTS_DIR}/STUDY, or {COMPARE_DIR})"
+    )
+    _add_storage(report)
+    report.set_defaults(handler=_report)
+
+
 def _parser() -> argparse.ArgumentParser:
     from search.data import DATA_DIR
 
@@ -179,6 +291,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("schema", help="print the config schema as a Markdown table").set_defaults(handler=_schema)
     _add_run(commands)
     _add_rank(commands)
+    _add_export(commands)
+    _add_train(commands)
+    _add_dashboard(commands)
+    _add_report(commands)
     return parser
 
 

@@ -16,7 +16,7 @@ DEFAULT_STORAGE = "sqlite:///studies.db"
 # A live worker writes a heartbeat this often; a RUNNING trial whose last heartbeat is older
 # than the grace period belonged to a killed worker: it is marked FAIL and queued again.
 HEARTBEAT_SECONDS = 20
-GRACE_SECONDS = 60
+GRACE_HEARTBEATS = 3  # heartbeats a trial may miss (delayed by a busy database, say) before it is stale
 MAX_RETRIES = 3
 # SQLite serialises writers; a writer waits this long for the lock instead of failing at once.
 SQLITE_LOCK_TIMEOUT_SECONDS = 120
@@ -30,8 +30,9 @@ def open_storage(
 
     `must_exist`: for readers; a SQLite file that is not there is an error, not a new database.
 
-    Heartbeats are on, so a trial of a killed worker does not stay RUNNING forever; it is
-    failed after `2 * heartbeat + GRACE` at most and retried with the same parameters.
+    Heartbeats are on, so a trial of a killed worker does not stay RUNNING forever: once its last
+    heartbeat is `GRACE_HEARTBEATS * heartbeat` seconds old, the next worker that looks fails it
+    and queues it again with the same parameters.
     """
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
@@ -46,16 +47,19 @@ def open_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,
-                grace_period=max(GRACE_SECONDS, 3 * heartbeat),
+                grace_period=GRACE_HEARTBEATS * heartbeat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
             )
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
             reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-            raise UserError(f"cannot open storage {_redact(url)}: {reason}") from None
+            raise UserError(f"cannot open storage {redact(url)}: {reason}") from None
+    if sqlite_path(url) is not None:  # a file several processes may share (not an in-memory database)
+        _lock_at_begin(storage.engine)
+    return storage
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -93,8 +97,30 @@ def _prepare_sqlite(url: str) -> None:
         raise UserError(f"{path} is corrupt ({problem}); restore it from a backup or pass another --storage")
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for messages."""
+def _lock_at_begin(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every SQLite transaction take the write lock at its start (BEGIN IMMEDIATE).
+
+    Optuna numbers a new trial, and hands a queued trial to one worker only, inside transactions
+    that read with SELECT ... FOR UPDATE; SQLite ignores FOR UPDATE. Without this, two workers
+    starting at once can take the same queued trial (both train it; the second fails when it
+    records the result) or create two trials with the same number. Locked transactions wait their turn
+    (up to the lock timeout); Optuna's transactions last milliseconds.
+    """
+    sqlalchemy.event.listen(engine, "connect", _no_implicit_begin)
+    sqlalchemy.event.listen(engine, "begin", _begin_immediate)
+    engine.dispose()  # connections pooled while the storage was built predate the listeners
+
+
+def _no_implicit_begin(dbapi_connection: sqlite3.Connection, record: object) -> None:
+    dbapi_connection.isolation_level = None  # the driver's own BEGIN would come first, deferred
+
+
+def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, for messages and for the commands a study records."""
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:

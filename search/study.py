@@ -7,7 +7,9 @@ import math
 import os
 import platform
 import signal
+import socket
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -22,14 +24,17 @@ from search.config import OBJECTIVES, TrialConfig
 from search.data import Mnist, load_mnist
 from search.errors import UserError
 from search.progress import Progress
-from search.storage import open_storage
+from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.train import train
+from search.workers import run_workers
 from spaces import baseline_params, get_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
 IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
 _POLL_SECONDS = 5
+# A space where every trial fails would otherwise run forever: failed trials don't count as finished.
+MAX_FAILURES_IN_A_ROW = 10
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver's progress lines say it better
 
 
@@ -62,6 +67,7 @@ class StudySpec:
             "objective": self.objective,
             "pruner": self.pruner,
             "epochs": self.epochs,
+            "subset": self.subset,
             "seed": self.seed,
             "command": self.command,
             "base_config": self.base().to_dict(),
@@ -136,6 +142,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_number = trial.number
         _refuse_surplus(trial, self.n_trials)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who to ask if it hangs
         base = self.spec.base().replace(seed=self.spec.seed + trial.number)
         config = self.space(trial, base)
         trial.set_user_attr("config", config.to_dict())
@@ -228,51 +235,93 @@ def run_trials(
     heartbeat has gone stale (Optuna fails it and queues it again with the same parameters).
     """
     deadline = time.monotonic() + timeout if timeout else math.inf
-    while time.monotonic() < deadline:
+    failures_in_a_row = 0
+    while time.monotonic() < deadline and failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         now = counts(study)
         finished = now["complete"] + now["pruned"]
         if finished >= n_trials:
             return
         if not now["waiting"] and finished + now["running"] >= n_trials:
             time.sleep(_POLL_SECONDS)
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():  # experimental since Optuna 2.9, and still how optimize() does it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             continue
         if not now["waiting"] and not backend.next_trial(study):
-            objective.progress.note("the backend has no new trials to offer; stopping")
+            objective.progress.note(f"{backend.stop_reason}; stopping")
             return
         study.optimize(objective, n_trials=1, catch=(TrainingDiverged, SurplusTrial), gc_after_trial=True)
-        trial = study._storage.get_trial(
-            study._storage.get_trial_id_from_study_id_trial_number(study._study_id, objective.last_number)
-        )
+        trial = _recorded(study, objective.last_number)
         backend.trial_finished(study, trial)
         if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
             continue
+        failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
         objective.progress.trial_finished(trial, study)
+    if time.monotonic() >= deadline:
+        objective.progress.note("time is up (--timeout): no new trial starts; run the same command to go on")
+    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+        objective.progress.note(
+            f"stopping: the last {failures_in_a_row} trials all failed; see their fail_reason in `search rank` "
+            "and narrow the space (a learning rate too high makes the loss NaN)"
+        )
+
+
+def _recorded(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """The stored trial `number`, read by id: listing every trial after each one would cost O(n^2)."""
+    storage = study._storage
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
 
 
 def run_study(
-    spec: StudySpec, *, study: str, storage: str, n_trials: int, timeout: float | None, workers: int = 1
+    spec: StudySpec,
+    *,
+    study: str,
+    storage: str,
+    n_trials: int,
+    timeout: float | None,
+    workers: int = 1,
+    heartbeat: int = HEARTBEAT_SECONDS,
 ) -> int:
-    """Create or resume `study` and run it until it holds `n_trials` finished trials (or time is up)."""
+    """Create or resume `study` and run it until it holds `n_trials` finished trials (or time is up).
+
+    With `workers` > 1 the trials run in that many `search worker` processes on this machine.
+    """
     _check(spec)
-    opened_storage = open_storage(storage)
+    opened_storage = open_storage(storage, heartbeat=heartbeat)
     # A resumed study continues the sampler's random stream instead of replaying its first trials.
     seed = spec.seed + _trial_count(opened_storage, study)
-    backend = get_backend(spec.backend)(seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study)
+    backend = get_backend(spec.backend)(
+        seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage, workers=workers
+    )
     opened = open_study(opened_storage, study, spec, backend)
     opened.set_user_attr("trials", n_trials)  # what workers joining later aim for
+    opened.set_user_attr("heartbeat", heartbeat)  # ... and how often they show they are alive
+    if workers > 1:
+        status = run_workers(study=study, storage=storage, n_trials=n_trials, timeout=timeout, workers=workers)
+        _summary(opened, Progress(n_trials, spec.objective))
+        return status
     return _work(opened, backend, spec, n_trials, timeout)
 
 
 def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float | None) -> int:
     """Join an existing study as one more worker, with the settings it was created with."""
-    opened_storage = open_storage(storage)
-    spec = load_spec(opened_storage, study)
+    found = open_storage(storage)
+    spec = load_spec(found, study)
+    # All workers judge staleness by the study's heartbeat: one with a shorter grace period than
+    # the others would fail their live trials.
+    opened_storage = open_storage(storage, heartbeat=_heartbeat(found, study))
     # Each worker samples with its own seed, or workers started together would pick the same params.
     seed = spec.seed + 1 + os.getpid()
-    backend = get_backend(spec.backend)(seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study)
+    backend = get_backend(spec.backend)(
+        seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage
+    )
     opened = open_study(opened_storage, study, spec, backend)
     return _work(opened, backend, spec, n_trials or opened.user_attrs.get("trials", 1), timeout)
+
+
+def _heartbeat(storage: optuna.storages.BaseStorage, name: str) -> int:
+    """The heartbeat interval the study's `search run` set (studies from before it: the default)."""
+    return storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("heartbeat", HEARTBEAT_SECONDS)
 
 
 def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:

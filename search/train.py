@@ -16,8 +16,10 @@ from search.config import OBJECTIVES, TrialConfig
 from search.data import Mnist
 from search.model import build_model
 
-# Several steps per call of the compiled function: on a 2-core CPU the per-step dispatch
-# costs more than a small MLP's maths (bench/epoch_speed.py measures it).
+# XLA, and several steps per call of the compiled function: on a 2-core CPU Keras's default
+# (no XLA on CPU, one step per call) spends more on dispatch than on a small MLP's maths.
+# bench/epoch_speed.py measures each setting.
+JIT_COMPILE = True
 STEPS_PER_EXECUTION = 50
 
 
@@ -90,7 +92,7 @@ def train(
             optimizer=_optimizer(config),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
-            jit_compile=True,
+            jit_compile=JIT_COMPILE,
             steps_per_execution=STEPS_PER_EXECUTION,
         )
         if initial_weights is not None:

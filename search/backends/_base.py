@@ -14,7 +14,8 @@ class Backend:
 
     `sampler` and `pruner` go to the Optuna study. Before each trial the driver calls
     `next_trial(study)`; a backend whose algorithm lives outside Optuna enqueues its choice there
-    (params and per-trial settings as user attrs) and returns False once it has nothing left.
+    (params and per-trial settings as user attrs) and returns False once it has nothing left,
+    saying why in `stop_reason` (the run's last line).
     After each trial the driver calls `trial_finished(study, trial)` with the recorded trial.
     The per-trial user attrs a backend may set: `epochs` (train up to this epoch),
     `initial_epoch` and `initial_weights` (continue a parent's training), `save_weights`.
@@ -22,6 +23,7 @@ class Backend:
 
     sampler: optuna.samplers.BaseSampler
     pruner: optuna.pruners.BasePruner
+    stop_reason: str = "the backend has no new trials to offer"
 
     def next_trial(self, study: optuna.Study) -> bool:
         return True

@@ -1,5 +1,257 @@
-"""Keras Tuner's oracles as backends (`kt-random`, `kt-bayesian`, `kt-hyperband`); filled in by its own issue."""
+"""Keras Tuner's oracles as backends (`kt-random`, `kt-bayesian`, `kt-hyperband`); the one module importing it.
+
+The oracle chooses each trial's values; the driver trains the trial and records it like any other.
+The oracle's own state (its trials, Hyperband's brackets, the random state) and Hyperband's weights
+live in `.kt/<study>/` beside the storage, so running the same command again continues the search.
+"""
 
 from __future__ import annotations
 
-KT_BACKENDS: dict = {}
+import fcntl
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import optuna
+import threadpoolctl
+from optuna.trial import FrozenTrial, TrialState
+
+from search.backends._base import Backend
+from search.backends._kt_adapter import learn_space
+from search.backends._kt_hyperband import hyperband_attrs, sweep_weights
+from search.config import OBJECTIVES, TrialConfig
+from search.errors import UserError
+from search.storage import sqlite_path
+from spaces import get_space
+
+if TYPE_CHECKING:
+    from search.study import StudySpec
+
+KT_FOLDER = ".kt"
+TUNER_ID = "tuner0"  # one process runs a Keras Tuner study (see `_lock`), so one tuner asks the oracle
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_STOPPED = "Keras Tuner's oracle triggered exit: its draws keep repeating tried points (the space looks exhausted)"
+_IDLE = "Keras Tuner's oracle is waiting for trials that are still running elsewhere"
+
+
+def _keras_tuner() -> Any:
+    """Keras Tuner, imported on first use: it loads TensorFlow, which commands that never train
+    (rank, export, dashboard, --help) should not wait for; TensorFlow's start-up notices are hidden first."""
+    import search._keras  # noqa: F401
+    import keras_tuner
+
+    return keras_tuner
+
+
+class KerasTunerBackend(Backend):
+    """A Keras Tuner oracle behind the driver's queue.
+
+    Each trial the oracle creates is enqueued with its values and `kt_trial_id`; each finished
+    trial is reported back (per-epoch metrics, then COMPLETED or FAILED). The oracle is opened on
+    first use, after the driver has checked that the study's settings match.
+    """
+
+    def __init__(self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path) -> None:
+        super().__init__(sampler=optuna.samplers.RandomSampler(seed=spec.seed), pruner=optuna.pruners.NopPruner())
+        self.make_oracle, self.oracle_class, self.spec, self.folder = make_oracle, oracle_class, spec, folder
+        self.oracle: Any = None
+        self._lock_file: IO | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "oracle_class": self.oracle_class, "kt_folder": str(self.folder)}
+
+    def next_trial(self, study: optuna.Study) -> bool:
+        oracle = self._open(study)
+        # The Bayesian oracle's thousands of tiny matrix products ran 10x slower with BLAS threads than
+        # with one on a busy 2-core CPU (30 s against 2.8 s a proposal, measured).
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            trial = oracle.create_trial(TUNER_ID)
+        if trial.status != _keras_tuner().engine.trial.TrialStatus.RUNNING:
+            self.stop_reason = _STOPPED if trial.status == _keras_tuner().engine.trial.TrialStatus.STOPPED else _IDLE
+            return False
+        attrs: dict[str, Any] = {"kt_trial_id": trial.trial_id}
+        if "tuner/epochs" in trial.hyperparameters.values:
+            attrs.update(hyperband_attrs(oracle, trial.trial_id, trial.hyperparameters.values, self.folder))
+        study.enqueue_trial(_params(trial.hyperparameters), user_attrs=attrs)
+        return True
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if "kt_trial_id" not in trial.user_attrs:
+            return  # the baseline trial: the study's reference point, not one of the oracle's
+        oracle = self._open(study)
+        _report(oracle, trial)
+        if isinstance(oracle, _keras_tuner().oracles.HyperbandOracle):
+            sweep_weights(oracle, self.folder)
+
+    def _open(self, study: optuna.Study) -> Any:
+        """The oracle: new, or reloaded from the folder after checking it belongs to this study."""
+        if self.oracle is not None:
+            return self.oracle
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        oracle = self.make_oracle(kt_space(self.spec.space, self.spec.base()))
+        oracle.verbose = 0  # the driver's trial lines and bar say it
+        # What Keras Tuner's own tuner does to place an oracle's files; there is no public way.
+        oracle._set_project_dir(str(self.folder.parent), self.folder.name)
+        trials = _by_kt_id(study)
+        if (self.folder / "oracle.json").exists():
+            self._reload(oracle, trials)
+        elif trials:
+            raise UserError(
+                f"study '{study.study_name}' has Keras Tuner trials but no oracle state in {self.folder} "
+                "(a Keras Tuner study continues only beside its folder); restore it or pick another --study"
+            )
+        _reconcile(oracle, study, trials)
+        self.oracle = oracle
+        return oracle
+
+    def _reload(self, oracle: Any, trials: dict[str, FrozenTrial]) -> None:
+        try:
+            oracle.reload()
+        except (RuntimeError, ValueError, KeyError, OSError) as error:
+            raise UserError(
+                f"cannot resume the Keras Tuner search in {self.folder} ({str(error).splitlines()[0]}); "
+                "move that folder away and pick another --study"
+            ) from None
+        strangers = [kt_id for kt_id in oracle.end_order if kt_id not in trials]
+        if strangers:
+            raise UserError(
+                f"{self.folder} holds Keras Tuner trials ({', '.join(strangers[:3])}) that study "
+                f"'{self.folder.name}' in this storage lacks (was the database replaced?); "
+                "move that folder away or pick another --study"
+            )
+
+    def _lock(self) -> None:
+        """Holds the folder for this process: two processes writing one oracle's files would corrupt it."""
+        handle = (self.folder / "lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise UserError(
+                f"another process is running the Keras Tuner search in {self.folder}; a Keras Tuner study "
+                "runs in one process: wait for it, or use an Optuna backend for several workers"
+            ) from None
+        self._lock_file = handle
+
+
+def kt_space(space: str, base: TrialConfig) -> Any:
+    """Space `space` as Keras Tuner's `HyperParameters`: every parameter, with its range, scale and condition."""
+    return learn_space(get_space(space), base, _keras_tuner().HyperParameters())
+
+
+def _params(hps: Any) -> dict[str, Any]:
+    """The active values of the space's parameters, as plain Python values inside their ranges."""
+    params = {}
+    for param in hps.space:
+        if param.name not in hps.values or not hps.is_active(param):
+            continue
+        value = hps.values[param.name]
+        value = value.item() if hasattr(value, "item") else value
+        if hasattr(param, "min_value"):
+            # Bayesian optimization may land on the bound of [0, 1], which maps a hair past the range's end.
+            value = type(value)(min(max(value, param.min_value), param.max_value))
+        params[param.name] = value
+    return params
+
+
+def _by_kt_id(study: optuna.Study) -> dict[str, FrozenTrial]:
+    """The study's latest Optuna trial for each Keras Tuner trial id."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    return {t.user_attrs["kt_trial_id"]: t for t in trials if "kt_trial_id" in t.user_attrs}
+
+
+def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial]) -> None:
+    """Matches the trials a stopped run left open in the oracle (reload queues them all for a retry).
+
+    A trial the storage holds as finished is reported now; one it holds as queued stays the
+    oracle's ongoing trial, reported when the driver has run it; one that was interrupted (FAIL)
+    or never reached the storage is handed out again. A RUNNING one is dead, as this process
+    holds the folder's lock: it is failed here, so that the oracle hands it out again instead of
+    Optuna's heartbeat retrying it as well.
+    """
+    for kt_id in list(oracle._retry_queue):
+        trial = trials.get(kt_id)
+        if kt_id in oracle.end_order:
+            oracle._retry_queue.remove(kt_id)  # ended, but saved before the oracle let go of it
+            continue
+        if trial is not None and trial.state == TrialState.RUNNING:
+            study.tell(trial.number, state=TrialState.FAIL)
+            continue
+        if trial is None or trial.state == TrialState.FAIL:
+            continue
+        oracle._retry_queue.remove(kt_id)
+        oracle.ongoing_trials[TUNER_ID] = oracle.trials[kt_id]
+        if trial.state == TrialState.COMPLETE:
+            _report(oracle, trial)
+
+
+def _report(oracle: Any, trial: FrozenTrial) -> None:
+    """Tells the oracle how Optuna trial `trial` went: its per-epoch metrics, then how it ended."""
+    kt_id = trial.user_attrs["kt_trial_id"]
+    if kt_id in oracle.end_order:
+        return  # reported while reconciling
+    kt_trial = oracle.trials[kt_id]
+    status = _keras_tuner().engine.trial.TrialStatus
+    if trial.state == TrialState.COMPLETE:
+        history, first = trial.user_attrs["history"], trial.user_attrs["first_epoch"]
+        objective = oracle.objective.name
+        for i, value in enumerate(history[objective]):
+            if math.isfinite(value):
+                metrics = {name: values[i] for name, values in history.items() if i < len(values)}
+                oracle.update_trial(kt_id, metrics, step=first - 1 + i)
+        kt_trial.status = status.COMPLETED
+    else:
+        kt_trial.status, kt_trial.message = status.FAILED, trial.user_attrs.get("fail_reason", "failed")
+    oracle.end_trial(kt_trial)
+    # end_trial saves the state before it lets go of the trial, and a reload would hand it out again.
+    oracle.save()
+
+
+def kt_folder(storage: str, study: str) -> Path:
+    """Where study `study` keeps Keras Tuner's state: `.kt/<study>/` beside a SQLite file, else here."""
+    if not _FOLDER_NAME.fullmatch(study) or study in (".", ".."):
+        raise UserError(
+            f"study name '{study}' cannot name a folder for Keras Tuner's state; "
+            "use letters, digits, '.', '_' and '-' in --study"
+        )
+    path = sqlite_path(storage)
+    return (path.parent if path is not None else Path()) / KT_FOLDER / study
+
+
+def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> Callable[..., Backend]:
+    def factory(*, spec: StudySpec, storage: str, study: str, workers: int = 1, **_: object) -> Backend:
+        if workers > 1:
+            raise UserError(
+                f"--backend {spec.backend} runs in one process (Keras Tuner's oracle keeps its state in one "
+                "folder); drop --workers, or use an Optuna backend for several workers"
+            )
+
+        def make_oracle(hp: Any) -> Any:
+            return getattr(_keras_tuner().oracles, oracle_class)(
+                objective=_keras_tuner().Objective(spec.objective, direction=OBJECTIVES[spec.objective]),
+                hyperparameters=hp,
+                seed=spec.seed + 1,  # Keras Tuner takes seed 0 for "none" and draws one at random
+                # The driver decides when failures end a study, as for every backend; Keras
+                # Tuner's own limit raises in the middle of its bookkeeping.
+                max_consecutive_failed_trials=sys.maxsize,
+                **settings(spec.epochs),
+            )
+
+        return KerasTunerBackend(make_oracle, oracle_class, spec, kt_folder(storage, study))
+
+    return factory
+
+
+KT_BACKENDS: dict[str, Callable[..., Backend]] = {
+    # No max_trials: the study's --trials and --timeout bound the search, as for Optuna's backends.
+    "kt-random": _factory("RandomSearchOracle", lambda epochs: {"max_trials": None}),
+    "kt-bayesian": _factory("BayesianOptimizationOracle", lambda epochs: {"max_trials": None}),
+    # Brackets of max_epochs / 3^k epochs; iterations without end (None), for the same reason.
+    "kt-hyperband": _factory(
+        "HyperbandOracle", lambda epochs: {"max_epochs": epochs, "factor": 3, "hyperband_iterations": None}
+    ),
+}

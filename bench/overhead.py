@@ -1,0 +1,141 @@
+"""The driver's own cost: per-trial overhead against training time, and rank/export on 1,000 trials.
+
+1. Real trials through the real driver (SQLite): overhead = the trial's wall time in
+   `study.optimize` minus the seconds `train()` itself took (sampling, storage writes, attrs),
+   plus the per-epoch reporting (trial.report + should_prune on SQLite) timed on its own.
+2. A study of 1,000 trials made quickly (trivial objective, realistic attrs: a 20-epoch history
+   and a full config per trial), then `search rank` and `search export` as a user runs them.
+
+    python bench/overhead.py --trials 5 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from search.backends import get_backend
+from search.config import TrialConfig
+from search.data import load_mnist
+from search.progress import Progress
+from search.storage import open_storage
+from search.study import Objective, StudySpec, open_study
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_OVERHEAD = 0.01
+TARGET_SECONDS = 2.0
+
+
+def trial_overhead(n_trials: int, epochs: int, folder: Path) -> tuple[list[float], list[float]]:
+    """(driver seconds outside train(), train() seconds) for each of `n_trials` real trials."""
+    spec = StudySpec(space="size", backend="tpe", pruner="hyperband", epochs=epochs, baseline=True)
+    storage = open_storage(f"sqlite:///{folder}/overhead.db")
+    backend = get_backend("tpe")(seed=0, pruner="hyperband", epochs=epochs, study="overhead")
+    study = open_study(storage, "overhead", spec, backend)
+    objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
+    outside, inside = [], []
+    for _ in range(n_trials):
+        start = time.perf_counter()
+        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        wall = time.perf_counter() - start
+        trial = study.trials[-1]
+        inside.append(trial.user_attrs["seconds"])
+        outside.append(wall - inside[-1])
+    return outside, inside
+
+
+def report_seconds(folder: Path, epochs: int) -> float:
+    """Seconds one epoch's trial.report + should_prune costs on SQLite, as the reporter callback does it."""
+    study = optuna.create_study(storage=f"sqlite:///{folder}/report.db", pruner=optuna.pruners.HyperbandPruner())
+    for _ in range(5):
+        study.optimize(lambda t: _report_all(t, epochs), n_trials=1)
+    trial = study.ask()
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        trial.report(0.9, step=epoch)
+        trial.should_prune()
+    return (time.perf_counter() - start) / epochs
+
+
+def _report_all(trial: optuna.Trial, epochs: int) -> float:
+    for epoch in range(1, epochs + 1):
+        trial.report(random.random(), step=epoch)
+    return random.random()
+
+
+def thousand_trials(url: str) -> None:
+    """A study shaped like a real one (params, per-epoch values, config, history), 1,000 trials."""
+    spec = StudySpec(space="size", backend="random", pruner="none", epochs=20, baseline=False)
+    study = open_study(open_storage(url), "big", spec, get_backend("random")(seed=0, pruner="none", epochs=20))
+    distribution = optuna.distributions.IntDistribution(1, 8)
+    trials = []
+    for number in range(1000):
+        curve = sorted(random.uniform(0.9, 0.99) for _ in range(20))
+        history = {k: [random.random() for _ in range(20)] for k in ("loss", "accuracy", "val_loss", "learning_rate")}
+        attrs = {
+            "config": TrialConfig(epochs=20, seed=number).to_dict(),
+            "history": {**history, "val_accuracy": curve},
+            "param_count": 912226,
+            "epochs_run": 20,
+            "best_epoch": 20,
+            "seconds": 60.0,
+            "first_epoch": 1,
+        }
+        trials.append(
+            optuna.trial.create_trial(
+                params={"n_layers": 7},
+                distributions={"n_layers": distribution},
+                value=curve[-1],
+                intermediate_values=dict(enumerate(curve, start=1)),
+                user_attrs=attrs,
+            )
+        )
+    study.add_trials(trials)
+
+
+def cli_seconds(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "search", *args], cwd=REPO, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        outside, inside = trial_overhead(args.trials, args.epochs, folder)
+        per_epoch = report_seconds(folder, 20)
+        driver = statistics.median(outside)
+        train_20 = statistics.median(inside) / args.epochs * 20
+        share = (driver + 20 * per_epoch) / train_20
+        print(
+            f"driver outside train(): median {driver * 1000:.0f} ms per trial; per-epoch report "
+            f"{per_epoch * 1000:.1f} ms; a 20-epoch trial trains ~{train_20:.0f} s -> overhead "
+            f"{share:.2%} (target < {TARGET_OVERHEAD:.0%})"
+        )
+        url = f"sqlite:///{folder}/big.db"
+        start = time.perf_counter()
+        thousand_trials(url)
+        print(f"made a 1,000-trial study in {time.perf_counter() - start:.1f} s")
+        rank = cli_seconds("rank", "--storage", url)
+        export = cli_seconds("export", "--study", "big", "--storage", url, "--out", str(folder / "best.yaml"))
+        print(
+            f"`search rank` on 1,000 trials: {rank:.2f} s; `search export`: {export:.2f} s "
+            f"(whole commands, Python start-up included; target < {TARGET_SECONDS:.0f} s each)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Hyperband's epochs and weights: how far a trial trains, which weights it starts from, which weights may go.
+
+Duck-typed over Keras Tuner's `HyperbandOracle` (its `max_epochs`, `end_order` and bracket
+bookkeeping), which `search.backends._keras_tuner` builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from search.errors import UserError
+
+WEIGHTS_FILE = "checkpoint.weights.h5"
+
+
+def weights_path(folder: Path, kt_trial_id: str) -> Path:
+    """Where trial `kt_trial_id` keeps its best epoch's weights (Keras Tuner's own trial folder)."""
+    return folder / f"trial_{kt_trial_id}" / WEIGHTS_FILE
+
+
+def hyperband_attrs(oracle: Any, kt_trial_id: str, values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The per-trial user attrs that train a Hyperband trial as its bracket says: `tuner/epochs` and,
+    for a promoted trial, from the weights of the trial it was promoted from (`tuner/trial_id`)."""
+    attrs: dict[str, Any] = {"epochs": values["tuner/epochs"], "initial_epoch": values["tuner/initial_epoch"]}
+    parent = values.get("tuner/trial_id")
+    if parent is not None:
+        path = weights_path(folder, parent)
+        if not path.exists():
+            raise UserError(
+                f"Hyperband trial {kt_trial_id} continues trial {parent}, whose weights {path} are gone; "
+                "restore them or pick another --study"
+            )
+        attrs.update(kt_parent_id=parent, initial_weights=str(path))
+    # A trial in its bracket's last round trains the full epochs and is never promoted: no weights to keep.
+    if values["tuner/epochs"] < oracle.max_epochs:
+        attrs["save_weights"] = str(weights_path(folder, kt_trial_id))
+    return attrs
+
+
+def sweep_weights(oracle: Any, folder: Path) -> None:
+    """Deletes the weights that no trial can start from any more."""
+    needed = _needed(oracle)
+    for path in folder.glob(f"trial_*/{WEIGHTS_FILE}"):
+        if path.parent.name.removeprefix("trial_") not in needed:
+            path.unlink()
+
+
+def _needed(oracle: Any) -> set[str]:
+    """The trials whose weights a promotion may still read.
+
+    Hyperband promotes a completed trial only from round r into round r+1 of its own bracket, and
+    at most once. So a trial's weights are needed while round r+1 still has a free place (unless
+    the trial failed), or while the trial promoted from it has not ended (a child interrupted and
+    retried reads them again). Once a bracket is complete and every child in it has ended, none
+    of its weights is read again.
+    """
+    ended = set(oracle.end_order)
+    promotable = {kt_id for kt_id, trial in oracle.trials.items() if kt_id not in ended or trial.status == "COMPLETED"}
+    needed: set[str] = set()
+    for bracket in oracle._brackets:
+        rounds = bracket["rounds"]
+        for r in range(len(rounds) - 1):
+            if len(rounds[r + 1]) < oracle._get_size(bracket["bracket_num"], r + 1):
+                needed.update(info["id"] for info in rounds[r] if info["id"] in promotable)
+            needed.update(info["past_id"] for info in rounds[r + 1] if info["id"] not in ended)
+    # A child waiting for its retry still reads its parent's weights, even once its bracket is complete.
+    waiting = [*oracle._retry_queue, *(trial.trial_id for trial in oracle.ongoing_trials.values())]
+    needed.update(oracle.trials[kt_id].hyperparameters.values.get("tuner/trial_id") for kt_id in waiting)
+    return needed

@@ -1,0 +1,36 @@
+"""The live view: optuna-dashboard over a storage, safe to run while searches write to it."""
+
+from __future__ import annotations
+
+from search.errors import UserError
+from search.storage import open_storage
+
+DEFAULT_HOST = "127.0.0.1"  # loopback: the dashboard can rename and delete studies, so it is not shared by default
+DEFAULT_PORT = 8080
+
+
+def dashboard_url(host: str, port: int) -> str:
+    return f"http://{host}:{port}/dashboard"
+
+
+def serve(storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve optuna-dashboard over `storage_url` until Ctrl-C, after printing where to open it.
+
+    The storage is opened the way the search opens it (SQLite in write-ahead-log mode, writers
+    wait for the lock), so the dashboard reads while a search writes and neither sees
+    "database is locked".
+
+    Raises:
+        UserError: the storage does not exist or cannot be opened, or the address cannot be bound.
+    """
+    # Imported here, not at the top: it takes seconds, and the command line reads this module's defaults.
+    import optuna_dashboard
+
+    storage = open_storage(storage_url, must_exist=True)
+    print(f"optuna-dashboard on {dashboard_url(host, port)} (Ctrl-C stops it)", flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=host, port=port)
+    except OSError as error:
+        raise UserError(
+            f"cannot serve on {host}:{port} ({error.strerror or error}); pass another --port or --host"
+        ) from None

@@ -1,0 +1,252 @@
+"""Export: a study's best (or chosen) trial as a complete, documented YAML config, and reading one back."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from search.config import TrialConfig
+from search.errors import UserError
+from search.rank import load_studies
+
+# A best value this close to an end of its range (as a fraction of the range, in log space for
+# log-scaled ones) counts as at the edge: a sampler rarely lands exactly on a float bound.
+EDGE_FRACTION = 0.02
+TOP_LEVEL_KEYS = ("config", "provenance", "warnings")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class Exported:
+    """A complete config with where it came from and what to check: the contents of an exported YAML file."""
+
+    config: TrialConfig
+    provenance: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_yaml(self, name: str = "best.yaml") -> str:
+        """The YAML text: a header comment, then `config` (every key, schema order), `provenance`, `warnings`."""
+        return "\n".join([*_header(self.provenance, name), "config:", *_config_lines(self.config), _rest(self)])
+
+
+def export_trial(storage_url: str, study_name: str | None = None, trial_number: int | None = None) -> Exported:
+    """The best complete trial of a study (or trial `trial_number`, which must be complete), ready to write.
+
+    `study_name` may be left out when the storage holds exactly one study.
+    """
+    study = _one_study(storage_url, study_name)
+    trial = _chosen_trial(study, trial_number)
+    recorded = trial.user_attrs.get("config")
+    if not isinstance(recorded, dict):
+        raise UserError(
+            f"trial {trial.number} of study '{study.study_name}' has no recorded config; "
+            "only trials made by `search run` can be exported"
+        )
+    try:
+        config = TrialConfig.from_dict(recorded, complete=True)
+    except UserError as error:
+        raise UserError(
+            f"trial {trial.number}'s recorded config no longer fits this version's schema: {error}"
+        ) from None
+    return Exported(config, _provenance(study, trial), boundary_warnings(trial, study.user_attrs.get("space", "")))
+
+
+def write_yaml(exported: Exported, path: Path) -> None:
+    """Write the export to `path`, or raise a UserError saying why it cannot be written."""
+    try:
+        path.write_text(exported.to_yaml(path.name))
+    except OSError as error:
+        raise UserError(f"cannot write {path} ({error.strerror}); pick another --out") from None
+
+
+def read_yaml(path: Path) -> Exported:
+    """Read and validate a config file: an exported one, or a bare mapping of every config key.
+
+    Only `yaml.safe_load` reads it, so a file can hold data but never run code. Raises a
+    one-line UserError for a missing file, malformed YAML (with its line), an unknown
+    top-level key, and every config error (unknown, missing, mistyped or out-of-range key).
+    """
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read {path} ({error.strerror}); export one with `make export`") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise UserError(f"{path} is not valid YAML: {problem}{where}; fix it or export it again") from None
+    if not isinstance(document, dict):
+        raise UserError(
+            f"{path} must be a mapping (an exported file with a `config:` block, or every config key), "
+            f"not {type(document).__name__}"
+        )
+    return _parsed(document, path)
+
+
+def _parsed(document: dict, path: Path) -> Exported:
+    if "config" not in document:
+        return Exported(_validated(document, path))
+    unknown = sorted(str(k) for k in set(document) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise UserError(
+            f"{path}: unknown top-level key '{unknown[0]}'; an exported file has {', '.join(TOP_LEVEL_KEYS)}"
+        )
+    provenance, warnings = document.get("provenance") or {}, document.get("warnings") or []
+    if not isinstance(provenance, dict) or not isinstance(warnings, list):
+        raise UserError(f"{path}: `provenance` must be a mapping and `warnings` a list; export the file again")
+    return Exported(_validated(document["config"], path), provenance, [str(w) for w in warnings])
+
+
+def _validated(values: Any, path: Path) -> TrialConfig:
+    floats = {f.name for f in dataclasses.fields(TrialConfig) if isinstance(f.default, float)}
+    for key, value in values.items() if isinstance(values, dict) else ():
+        if key in floats and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            # YAML 1.1 (PyYAML) reads 1e-3 as text: only 1.0e-3 or 0.001 are numbers.
+            raise UserError(
+                f"{path}: config key '{key}' is the text {value!r}; write it with a dot (1.0e-3) or as 0.001"
+            )
+    try:
+        return TrialConfig.from_dict(values, complete=True)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
+def _one_study(storage_url: str, name: str | None) -> optuna.Study:
+    studies = load_studies(storage_url, [name] if name else None)
+    if len(studies) > 1:
+        names = ", ".join(s.study_name for s in studies)
+        raise UserError(f"{storage_url} holds several studies ({names}); name one with --study (make export STUDY=...)")
+    return studies[0]
+
+
+def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            states = Counter(t.state.name.lower() for t in trials)
+            held = ", ".join(f"{n} {s}" for s, n in states.items()) or "no trials"
+            raise UserError(f"study '{study.study_name}' has no complete trial ({held}); run more trials first")
+        return study.best_trial
+    chosen = next((t for t in trials if t.number == number), None)
+    if chosen is None:
+        raise UserError(f"study '{study.study_name}' has no trial {number} (it has trials 0 to {len(trials) - 1})")
+    if chosen.state != TrialState.COMPLETE:
+        raise UserError(
+            f"trial {number} of study '{study.study_name}' is {chosen.state.name}, not COMPLETE; "
+            "pick a complete one (`make rank`) or leave out --trial for the best"
+        )
+    return chosen
+
+
+def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+    attrs, user = study.user_attrs, trial.user_attrs
+    return {
+        "study": study.study_name,
+        "space": attrs.get("space"),
+        "backend": attrs.get("backend"),
+        "trial": trial.number,
+        "baseline": bool(user.get("baseline")),
+        "objective": attrs.get("objective"),
+        "value": trial.value,
+        "epochs_run": user.get("epochs_run"),
+        "best_epoch": user.get("best_epoch"),
+        "param_count": user.get("param_count"),
+        "subset": attrs.get("subset"),
+        "dataset": user.get("dataset"),
+        "versions": user.get("versions"),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": attrs.get("command"),
+    }
+
+
+def boundary_warnings(trial: FrozenTrial, space: str) -> list[str]:
+    """One line per searched value at the edge of its range: the range was likely too small.
+
+    Numeric ranges and categorical choices that are all numbers (taken in order) are checked;
+    other choices and ranges of fewer than three values have no meaningful edge.
+    """
+    # Name the space, not a file: a space may take the range from another one (batchnorm uses size's units).
+    where = f"space '{space}' (spaces/)"
+    lines = []
+    for name, value in trial.params.items():
+        edge = _edge(trial.distributions[name], value)
+        if edge is None:
+            continue
+        low, high = _bounds(trial.distributions[name])
+        if edge == "top":
+            why = f"the best may lie above it; widen its range in {where} and search again"
+        elif low == 0:
+            why = "0 is off and cannot go lower, so the search found little or none of it helps here"
+        else:
+            why = f"the best may lie below it; widen its range in {where} and search again"
+        lines.append(f"{name} = {value} is at the {edge} of its searched range ({low} to {high}): {why}")
+    return lines
+
+
+def _bounds(distribution: BaseDistribution) -> tuple[Any, Any]:
+    if isinstance(distribution, CategoricalDistribution):
+        return min(distribution.choices), max(distribution.choices)
+    return distribution.low, distribution.high
+
+
+def _edge(distribution: BaseDistribution, value: Any) -> str | None:
+    """Which end of `distribution` ("top" or "bottom") `value` sits at, or None."""
+    if isinstance(distribution, CategoricalDistribution):
+        choices = distribution.choices
+        numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
+        if not numeric or len(choices) < 3:
+            return None
+        return "top" if value == max(choices) else "bottom" if value == min(choices) else None
+    if isinstance(distribution, IntDistribution) and distribution.high - distribution.low < 2:
+        return None
+    if not isinstance(distribution, (IntDistribution, FloatDistribution)):
+        return None
+    scale = math.log if distribution.log else float
+    low, high, at = scale(distribution.low), scale(distribution.high), scale(value)
+    margin = 0 if isinstance(distribution, IntDistribution) else EDGE_FRACTION * (high - low)
+    return "top" if at >= high - margin else "bottom" if at <= low + margin else None
+
+
+def _header(provenance: dict[str, Any], name: str) -> list[str]:
+    origin = (
+        f"trial {provenance['trial']} of study '{provenance['study']}' (space {provenance['space']}, "
+        f"backend {provenance['backend']}), {provenance['objective']} {provenance['value']:.4f}"
+        if provenance
+        else "a hand-made config"
+    )
+    lines = [
+        f"# An MLP-on-MNIST config exported by mlp-search: {origin}.",
+        "# `config` is complete (every key of README 'Config schema'): enough to rebuild the model and its",
+        "# training in plain Keras. `provenance` says where it came from; `warnings` what to check.",
+        f"# Retrain it and evaluate once on the test set: make train CONFIG={name}",
+        f"#   (or: python -m search train {name} [--full-train] [--out-dir DIR])",
+    ]
+    if provenance.get("subset"):
+        lines.append(f"# The study trained on the first {provenance['subset']} images: add --subset to compare.")
+    return lines
+
+
+def _config_lines(config: TrialConfig) -> list[str]:
+    """One `key: value  # meaning` line per field, in schema order (lists in flow style, so one line each)."""
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=math.inf)
+    docs = [f.metadata["doc"] for f in dataclasses.fields(TrialConfig)]
+    return [f"  {line}  # {doc}" for line, doc in zip(text.splitlines(), docs, strict=True)]
+
+
+def _rest(exported: Exported) -> str:
+    provenance = yaml.safe_dump({"provenance": exported.provenance}, sort_keys=False, width=math.inf)
+    warnings = yaml.safe_dump({"warnings": exported.warnings}, default_flow_style=False, width=math.inf)
+    return provenance + warnings

@@ -1,0 +1,194 @@
+"""The final retrain of a config file (`search train`): train it, save the `.keras` model, test it once.
+
+This is the only module that touches the test images: the search never sees them, so the
+test accuracy printed here is an honest estimate for a config chosen on validation accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from search._keras import keras
+from search.config import OBJECTIVES
+from search.data import Mnist, load_mnist
+from search.errors import UserError
+from search.export import Exported, read_yaml
+from search.study import library_versions, subset
+from search.train import TrialResult, train
+
+# Evaluation batch: large for speed; the metrics do not depend on it beyond float rounding.
+EVAL_BATCH = 1000
+
+
+def output_paths(config_path: Path, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Where `search train CONFIG` writes the model and the scores: `<stem>.keras`, `<stem>.scores.json`."""
+    folder = out_dir if out_dir is not None else config_path.parent
+    return folder / f"{config_path.stem}.keras", folder / f"{config_path.stem}.scores.json"
+
+
+def retrain(
+    config_path: Path,
+    *,
+    full_train: bool = False,
+    out_dir: Path | None = None,
+    subset_size: int = 0,
+    data: Mnist | None = None,
+) -> dict[str, Any]:
+    """Train the config in `config_path`, save it, evaluate the saved file once on the test set.
+
+    Args:
+        full_train: train on the training and validation images (the validation score is then not fair).
+        out_dir: folder for the model and scores (default: the config file's folder).
+        subset_size: train on the first N training images only (quick looks); 0 = all 50,000.
+        data: the MNIST split to use (default: `load_mnist()`).
+
+    Returns:
+        The scores, also written as JSON next to the model.
+    """
+    exported = read_yaml(config_path)
+    model_path, scores_path = output_paths(config_path, out_dir)
+    _check_writable(model_path.parent)
+    mnist = data if data is not None else load_mnist()
+    if not 0 <= subset_size <= len(mnist.y_train):
+        raise UserError(f"--subset must be 0 (all) to {len(mnist.y_train)}, got {subset_size}")
+    result = train(
+        exported.config, subset(mnist, subset_size), [_EpochLine()], save_model=model_path, full_train=full_train
+    )
+    if result.diverged:
+        model_path.unlink(missing_ok=True)
+        raise UserError(
+            f"training diverged: the loss became NaN at epoch {result.epochs_run}; "
+            f"lower learning_rate in {config_path} (or export another trial)"
+        )
+    measured = evaluate_saved(model_path, mnist)
+    scores = _scores(exported, result, measured, config_path, model_path, full_train, subset_size, mnist)
+    try:
+        scores_path.write_text(json.dumps(scores, indent=2) + "\n")
+    except OSError as error:
+        raise UserError(f"cannot write {scores_path} ({error.strerror}); pick another --out-dir") from None
+    return scores
+
+
+def evaluate_saved(model_path: Path, data: Mnist) -> dict[str, dict[str, float]]:
+    """Loss and accuracy of the saved model file on the validation and the test images.
+
+    The file is loaded back (safe mode: no code from the file runs), so the numbers are what
+    the file gives, not what the training process held in memory.
+    """
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    try:
+        scores = {}
+        for split, x, y in (("validation", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+            values = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+            scores[split] = {"accuracy": float(values["accuracy"]), "loss": float(values["loss"])}
+        return scores
+    finally:
+        keras.backend.clear_session(free_memory=True)
+
+
+def report_lines(scores: dict[str, Any]) -> list[str]:
+    """What `search train` prints: what was trained, validation vs the trial's record, the test score."""
+    val, test, recorded = scores["validation"], scores["test"], scores["recorded"]
+    lines = [
+        f"trained on {scores['trained_on']}: {scores['epochs_run']} epoch(s), best epoch {scores['best_epoch']} "
+        f"(its weights are kept), {scores['param_count']:,} parameters, {scores['seconds']:.0f}s"
+    ]
+    line = f"validation accuracy {val['accuracy']:.4f} (loss {val['loss']:.4f})"
+    if scores["full_train"]:
+        line += ": not a fair number, --full-train trained on these images"
+    elif recorded:
+        line += f"; trial {recorded['trial']} recorded {recorded['objective']} {recorded['value']:.4f}"
+        line += f" (difference {recorded['difference']:+.4f})" if recorded["comparable"] else f" ({recorded['note']})"
+    lines.append(line)
+    lines.append(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}): the search never saw these images")
+    lines.append(f"wrote {scores['model']} and {scores['scores']}")
+    return lines
+
+
+class _EpochLine(keras.callbacks.Callback):
+    """One line per epoch on stderr, so a long retrain shows it is alive."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        print(
+            f"epoch {epoch + 1}: loss {logs.get('loss', float('nan')):.4f}, "
+            f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _check_writable(folder: Path) -> None:
+    """Fails before minutes of training, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {folder} ({error.strerror}); pick another --out-dir") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write in {folder}; pick another --out-dir")
+
+
+def _scores(
+    exported: Exported,
+    result: TrialResult,
+    measured: dict[str, dict[str, float]],
+    config_path: Path,
+    model_path: Path,
+    full_train: bool,
+    subset_size: int,
+    data: Mnist,
+) -> dict[str, Any]:
+    n_images = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)
+    split = "training + validation images" if full_train else "training images"
+    return {
+        "config_file": str(config_path),
+        "model": str(model_path),
+        "scores": str(output_paths(config_path, model_path.parent)[1]),
+        "trained_on": f"{n_images:,} {split}",
+        "full_train": full_train,
+        "subset": subset_size,
+        **measured,
+        "recorded": _recorded(exported.provenance, measured["validation"], full_train, subset_size),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "param_count": result.params,
+        "seconds": round(result.seconds, 2),
+        "history": result.history,
+        "dataset": data.checksum,
+        "versions": library_versions(),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": exported.config.to_dict(),
+    }
+
+
+def _recorded(
+    provenance: dict[str, Any], validation: dict[str, float], full_train: bool, subset_size: int
+) -> dict[str, Any] | None:
+    """The trial's recorded objective next to the retrained one, and whether the two are comparable."""
+    objective, value = provenance.get("objective"), provenance.get("value")
+    if objective not in OBJECTIVES or not isinstance(value, (int, float)):
+        return None
+    retrained = validation[objective.removeprefix("val_")]
+    study_subset = provenance.get("subset")  # None: the study did not record it
+    note = ""
+    if full_train:
+        note = "not comparable: --full-train also trained on the validation images"
+    elif study_subset is not None and study_subset != subset_size:
+        note = (
+            f"not comparable: the study trained on {study_subset or 'all'} images, this run on {subset_size or 'all'}"
+        )
+    return {
+        "study": provenance.get("study"),
+        "trial": provenance.get("trial"),
+        "objective": objective,
+        "value": value,
+        "retrained": retrained,
+        "difference": retrained - value,
+        "comparable": not note,
+        "note": note,
+    }

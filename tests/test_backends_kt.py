@@ -1,0 +1,235 @@
+"""Keras Tuner backends: the adapter over every space, each oracle on tiny real runs, resume, Hyperband's weights."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.backends import get_backend
+from search.backends._keras_tuner import kt_space
+from search.backends._kt_adapter import KerasTunerTrial
+from search.cli import main
+from search.config import TrialConfig
+from search.errors import UserError
+from search.progress import Progress
+from search.storage import open_storage
+from search.study import Objective, StudySpec, open_study, run_study, run_trials
+from spaces import SPACES
+
+# The oracle tests drive the study with ask/tell, which Optuna's heartbeat storage warns about.
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+TINY = {"space": "size", "epochs": 1, "subset": 500, "baseline": False}
+
+
+def _spec(backend: str, **settings: object) -> StudySpec:
+    return StudySpec(**{**TINY, "backend": backend, **settings})
+
+
+def _url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+def _run(url: str, spec: StudySpec, n_trials: int, study: str = "s") -> optuna.Study:
+    assert run_study(spec, study=study, storage=url, n_trials=n_trials, timeout=None) == 0
+    return optuna.load_study(study_name=study, storage=url)
+
+
+def _kt_trial(folder: Path, kt_id: str) -> dict:
+    """Keras Tuner's own record of a trial, as its oracle saved it."""
+    return json.loads((folder / f"trial_{kt_id}" / "trial.json").read_text())
+
+
+def _searched(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if "kt_trial_id" in t.user_attrs]
+
+
+def _assert_recorded_alike(study: optuna.Study, folder: Path) -> None:
+    """Each oracle trial is one complete Optuna trial with the oracle's values, curve and score."""
+    complete = [t for t in _searched(study) if t.state == TrialState.COMPLETE]
+    ids = [t.user_attrs["kt_trial_id"] for t in complete]
+    assert len(ids) == len(set(ids)), f"a Keras Tuner trial was trained twice: {ids}"
+    oracle = json.loads((folder / "oracle.json").read_text())
+    assert sorted(oracle["end_order"]) == sorted(ids) and not oracle["ongoing_trials"]
+    for trial in complete:
+        recorded = _kt_trial(folder, trial.user_attrs["kt_trial_id"])
+        values = {k: v for k, v in recorded["hyperparameters"]["values"].items() if not k.startswith("tuner/")}
+        assert values == trial.params and trial.distributions.keys() == trial.params.keys()
+        assert recorded["status"] == "COMPLETED" and recorded["score"] == pytest.approx(trial.value)
+        assert len(trial.intermediate_values) == trial.user_attrs["epochs_run"]
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_adapter_gives_keras_tuner_each_parameter_with_range_scale_and_condition(name):
+    base = TrialConfig()
+    hp = kt_space(name, base)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    samples = []
+    for _ in range(150):
+        trial = study.ask()
+        samples.append((SPACES[name](trial, base), trial.params, trial.distributions))
+        study.tell(trial, 0.0)
+    distributions = {k: v for _, _, d in samples for k, v in d.items()}
+    assert {param.name: _as_optuna(param) for param in hp.space} == distributions
+    for config, params, _ in samples:
+        # KT's conditions say exactly which parameters this trial has, and the adapter answers with KT's values.
+        hp.values = dict(params)
+        assert {param.name for param in hp.space if hp.is_active(param)} == params.keys()
+        assert SPACES[name](KerasTunerTrial(hp), base) == config
+
+
+def _as_optuna(param: object) -> optuna.distributions.BaseDistribution:
+    kind = type(param).__name__
+    if kind == "Choice":
+        return optuna.distributions.CategoricalDistribution(param.values)
+    log = param.sampling == "log"
+    if kind == "Int":
+        return optuna.distributions.IntDistribution(param.min_value, param.max_value, log=log, step=param.step or 1)
+    return optuna.distributions.FloatDistribution(param.min_value, param.max_value, log=log, step=param.step)
+
+
+def test_bayesian_oracle_on_a_tiny_real_run(tmp_path):
+    study = _run(_url(tmp_path), _spec("kt-bayesian"), n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.user_attrs["oracle_class"] == "BayesianOptimizationOracle"
+    _assert_recorded_alike(study, tmp_path / ".kt" / "s")
+
+
+def _drive(backend, study: optuna.Study, space: str, score, limit: int = 1_000) -> int:
+    """The driver's loop with a made-up score instead of training: the oracle's bookkeeping alone."""
+    done = 0
+    while done < limit and backend.next_trial(study):
+        trial = study.ask()
+        value = score(SPACES[space](trial, TrialConfig()))
+        trial.set_user_attr("history", {"val_accuracy": [value], "val_loss": [1 - value]})
+        trial.set_user_attr("first_epoch", 1)
+        backend.trial_finished(study, study.tell(trial, value))
+        done += 1
+    return done
+
+
+def _opened(tmp_path: Path, spec: StudySpec) -> tuple[object, optuna.Study]:
+    """A backend and its study as `search run` opens them, without running trials."""
+    backend = get_backend(spec.backend)(seed=0, pruner="none", epochs=1, study="s", spec=spec, storage=_url(tmp_path))
+    return backend, open_study(open_storage(_url(tmp_path)), "s", spec, backend)
+
+
+def _closeness(config: TrialConfig) -> float:
+    """A made-up score with an optimum inside the learning rate's range, for the Gaussian process to model."""
+    return 1.0 / (1.0 + abs(config.learning_rate - 0.003))
+
+
+def test_bayesian_model_proposes_values_inside_the_space(tmp_path):
+    spec = _spec("kt-bayesian", space="schedule")
+    backend, study = _opened(tmp_path, spec)
+    initial = 3 * len(kt_space("schedule", spec.base()).space)  # Keras Tuner's random start
+    assert _drive(backend, study, "schedule", _closeness, limit=initial + 1) == initial + 1
+    for trial in study.trials[initial:]:  # the Gaussian process's proposals, taken as they are
+        recorded = _kt_trial(tmp_path / ".kt" / "s", trial.user_attrs["kt_trial_id"])["hyperparameters"]["values"]
+        assert recorded == trial.params
+        assert all(d._contains(d.to_internal_repr(trial.params[k])) for k, d in trial.distributions.items())
+
+
+def test_exhausted_space_ends_the_run_with_keras_tuners_reason(tmp_path, mnist):
+    spec = _spec("kt-random", space="augment")  # 4 x 5 x 4 = 80 points
+    backend, study = _opened(tmp_path, spec)
+    done = _drive(backend, study, "augment", lambda config: config.augment_rotate / 100)
+    assert len({tuple(t.params.values()) for t in study.trials}) == done and 40 < done <= 80
+    assert "triggered exit" in backend.stop_reason
+    del backend
+    gc.collect()
+    # The next run reloads the exhausted oracle and ends at once, with its reason as the last line.
+    backend, study = _opened(tmp_path, spec)
+    lines = io.StringIO()
+    run_trials(study, backend, Objective(spec, mnist, 100, Progress(100, spec.objective, out=lines)), 100)
+    assert lines.getvalue().splitlines()[-1] == f"{backend.stop_reason}; stopping"
+    assert len(study.trials) == done  # nothing more trained
+
+
+def test_resume_continues_the_oracle_without_training_a_trial_twice(tmp_path):
+    url, folder, spec = _url(tmp_path), tmp_path / ".kt" / "s", _spec("kt-random")
+    _run(url, spec, n_trials=1)
+    # Three runs that died at different points, each leaving the oracle with trial 0001 open.
+    for leave in ("failed (Ctrl-C mid-trial)", "running (killed mid-trial)", "queued (killed before training)"):
+        backend, study = _opened(tmp_path, spec)
+        assert backend.next_trial(study), leave
+        if not leave.startswith("queued"):
+            trial = study.ask()
+            if leave.startswith("failed"):
+                study.tell(trial, state=TrialState.FAIL)
+        del backend  # lets go of the folder's lock, as the end of its process would
+        gc.collect()
+    study = _run(url, spec, n_trials=3)
+    assert [t.user_attrs["kt_trial_id"] for t in study.trials] == ["0000", "0001", "0001", "0001", "0002"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    _assert_recorded_alike(study, folder)
+    oracle = json.loads((folder / "oracle.json").read_text())
+    assert oracle["start_order"] == ["0000", "0001", "0002"] and not oracle["retry_queue"]
+
+
+def test_a_study_reused_with_other_settings_or_a_new_database_is_refused(tmp_path):
+    url, folder = _url(tmp_path), tmp_path / ".kt" / "s"
+    _run(url, _spec("kt-random"), n_trials=1)
+    state = (folder / "oracle.json").read_text()
+    with pytest.raises(UserError, match="space='size', not 'dropout'"):
+        run_study(_spec("kt-random", space="dropout"), study="s", storage=url, n_trials=2, timeout=None)
+    assert (folder / "oracle.json").read_text() == state
+    # A new database beside the old one: the folder's search is not this study's.
+    replaced = f"sqlite:///{tmp_path / 'new.db'}"
+    with pytest.raises(UserError, match="this storage lacks"):
+        run_study(_spec("kt-random"), study="s", storage=replaced, n_trials=2, timeout=None)
+    with pytest.raises(UserError, match="cannot name a folder"):
+        run_study(_spec("kt-random"), study="../s", storage=url, n_trials=1, timeout=None)
+    with pytest.raises(UserError, match="runs in one process"):
+        run_study(_spec("kt-random"), study="s", storage=url, n_trials=2, timeout=None, workers=2)
+
+
+@pytest.fixture(scope="module")
+def hyperband(tmp_path_factory) -> tuple[str, optuna.Study, Path]:
+    """Baseline + Hyperband's first bracket at 3 epochs: three 1-epoch trials, then the best one promoted."""
+    tmp = tmp_path_factory.mktemp("hyperband")
+    url = _url(tmp)
+    study = _run(url, _spec("kt-hyperband", epochs=3, subset=1000, baseline=True), n_trials=5, study="hb")
+    return url, study, tmp / ".kt" / "hb"
+
+
+def test_hyperband_trains_each_trial_for_its_brackets_epochs(hyperband):
+    _, study, folder = hyperband
+    baseline, *searched = study.trials
+    assert "kt_trial_id" not in baseline.user_attrs and baseline.user_attrs["epochs_run"] == 3
+    assert [t.user_attrs["epochs"] for t in searched] == [1, 1, 1, 3]
+    assert [sorted(t.intermediate_values) for t in searched] == [[1], [1], [1], [2, 3]]
+    _assert_recorded_alike(study, folder)
+
+
+def test_hyperband_promoted_trial_continues_from_its_parents_weights(hyperband):
+    _, study, _ = hyperband
+    *first_round, promoted = _searched(study)
+    parent = next(t for t in first_round if t.user_attrs["kt_trial_id"] == promoted.user_attrs["kt_parent_id"])
+    assert parent.value == max(t.value for t in first_round)  # Hyperband promotes the round's best
+    assert promoted.params == parent.params and promoted.user_attrs["initial_epoch"] == 1
+    assert promoted.user_attrs["initial_weights"] == parent.user_attrs["save_weights"]
+    # A fresh model's first epoch is the parent's own first epoch; a continued one starts where it ended.
+    parent_loss, child_loss = parent.user_attrs["history"]["loss"][-1], promoted.user_attrs["history"]["loss"][0]
+    assert child_loss < 0.8 * parent_loss, (parent_loss, child_loss)
+
+
+def test_hyperband_keeps_no_weights_once_its_bracket_is_done(hyperband):
+    _, _, folder = hyperband
+    assert list(folder.glob("trial_*/*.weights.h5")) == []
+
+
+def test_rank_lists_keras_tuner_trials_beside_an_optuna_study(hyperband, capsys):
+    url, study, _ = hyperband
+    _run(url, _spec("random"), n_trials=1, study="optuna")
+    assert main(["rank", "--storage", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_study = {name: [r for r in rows if r["study"] == name] for name in ("hb", "optuna")}
+    assert len(by_study["hb"]) == len(study.trials) and len(by_study["optuna"]) == 1
+    assert by_study["hb"][0].keys() == by_study["optuna"][0].keys()
+    assert {r["backend"] for r in by_study["hb"]} == {"kt-hyperband"}

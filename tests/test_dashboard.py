@@ -1,0 +1,252 @@
+"""Tests for search/dashboard.py: the real dashboard over a real search's SQLite file, and in a real browser."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from search.cli import main
+from search.dashboard import dashboard_url
+from search.storage import open_storage
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # no calls home: the test needs nothing but loopback
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
+STUDY, TRIALS = "polled", 4
+WAIT_SECONDS = 60  # generous: the CI machine has two cores and trains while the browser renders
+
+
+@dataclass
+class PolledSearch:
+    """A real search that ran while the real dashboard was polled over the same SQLite file."""
+
+    storage: str
+    base: str  # the dashboard's http://127.0.0.1:PORT
+    returncode: int
+    output: str
+    dashboard_log: Path
+    completes_seen: list[int]  # complete trials in each poll's answer, in order
+    polls: int
+    poll_errors: list[str]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def _wait_until_serving(base: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"the dashboard exited: {log.read_text()}"
+        try:
+            _get(f"{base}/api/meta")
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"the dashboard did not answer within {WAIT_SECONDS} s: {log.read_text()}")
+
+
+def _poll(base: str, seen: list[int], errors: list[str]) -> None:
+    """What a dashboard user's page fetches: the study list, then each study with its trials."""
+    try:
+        for study in _get(f"{base}/api/studies")["study_summaries"]:
+            trials = _get(f"{base}/api/studies/{study['study_id']}")["trials"]
+            seen.append(sum(trial["state"] == "Complete" for trial in trials))
+    except OSError as error:
+        errors.append(str(error))
+
+
+@pytest.fixture(scope="module")
+def polled_search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolledSearch]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    storage = f"sqlite:///{folder / 's.db'}"
+    open_storage(storage)  # an empty database, so the dashboard is up before the search's first write
+    port, log = _free_port(), folder / "dashboard.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "search", "dashboard", "--storage", storage, "--port", str(port)],
+            cwd=REPO,
+            stdout=sink,  # files, not pipes: a full pipe of request logs would stall the server
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(base, server, log)
+        yield _search_while_polling(storage, base, log, folder)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _search_while_polling(storage: str, base: str, log: Path, folder: Path) -> PolledSearch:
+    command = [sys.executable, "-m", "search", "run", "--space", "size", "--subset", "500", "--epochs", "2"]
+    command += ["--pruner", "none", "--trials", str(TRIALS), "--timeout", "0", "--study", STUDY, "--storage", storage]
+    seen: list[int] = []
+    errors: list[str] = []
+    polls = 0
+    with (folder / "search.log").open("w") as sink:
+        search = subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        while search.poll() is None:
+            _poll(base, seen, errors)
+            polls += 1
+            time.sleep(0.2)  # several polls per trial; faster would only take CPU from the training
+    _poll(base, seen, errors)
+    output = (folder / "search.log").read_text()
+    return PolledSearch(storage, base, search.returncode, output, log, seen, polls + 1, errors)
+
+
+def test_search_finishes_every_trial_while_the_dashboard_polls(polled_search: PolledSearch) -> None:
+    result = polled_search
+    assert result.returncode == 0, result.output
+    assert f"done: {TRIALS} complete, 0 pruned, 0 failed" in result.output
+    assert "database is locked" not in result.output
+    assert "database is locked" not in result.dashboard_log.read_text()
+    assert result.poll_errors == []
+    stored = optuna.load_study(study_name=STUDY, storage=result.storage)
+    assert [t.state for t in stored.get_trials()] == [TrialState.COMPLETE] * TRIALS
+    # The dashboard answered many times during the search and saw the trials arrive one by one.
+    assert result.polls >= 20, result.polls
+    assert result.completes_seen[-1] == TRIALS
+    assert result.completes_seen == sorted(result.completes_seen)
+    assert {1, 2, 3} & set(result.completes_seen), result.completes_seen
+    port = result.base.rsplit(":", 1)[1]
+    assert f"optuna-dashboard on {dashboard_url('127.0.0.1', int(port))} (Ctrl-C stops it)\n" in (
+        result.dashboard_log.read_text()
+    )
+
+
+def _search(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_dashboard_refuses_a_missing_database_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    absent = tmp_path / "absent.db"
+    assert main(["dashboard", "--storage", f"sqlite:///{absent}", "--port", str(_free_port())]) == 2
+    assert capsys.readouterr().err == f"error: no database at {absent}; run `make search` first or pass --storage\n"
+    assert not absent.exists()
+
+
+def test_dashboard_on_a_busy_port_says_which_and_how_to_fix_it(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    open_storage(storage)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _search("dashboard", "--storage", storage, "--port", str(port))
+    assert result.returncode == 2
+    last = result.stderr.splitlines()[-1]
+    assert last == f"error: cannot serve on 127.0.0.1:{port} (Address already in use); pass another --port or --host"
+    assert "Traceback" not in result.stderr
+
+
+def _browser(profile: Path) -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+
+
+def _require_chromium() -> None:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if not missing:
+        return
+    reason = f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)"
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class PageText:
+    """What the headless browser read off the dashboard's pages."""
+
+    study_link: str
+    study_page: str
+    trial_list: list[str]
+    curve: list[str]  # the chosen trial's "Intermediate Values" rows: "<step> <value>"
+
+
+def _browse(base: str, trial: int, last_trial: int, folder: Path) -> PageText:
+    """Click through the dashboard as a user would: home, the study, its trial list, one trial."""
+    browser = _browser(folder / "profile")
+    wait = WebDriverWait(browser, WAIT_SECONDS)
+    try:
+        browser.get(f"{base}/dashboard")
+        link = wait.until(seen.element_to_be_clickable((By.XPATH, f"//a[contains(., '{STUDY}')]")))
+        study_link, study_url = link.text, link.get_attribute("href")
+        link.click()
+        # The study page plots every trial's intermediate values (one per epoch), legend "trial #N".
+        first_curve = (By.XPATH, "//*[name()='text' and normalize-space(.)='trial #0']")
+        legend = wait.until(seen.presence_of_element_located(first_curve))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", legend)
+        study_page = browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(folder / "dashboard-study.png"))
+        browser.get(f"{study_url}/trials")
+        wait.until(seen.presence_of_element_located((By.XPATH, f"//span[.='Trial {last_trial}']")))
+        trial_list = [span.text for span in browser.find_elements(By.XPATH, "//span[starts-with(., 'Trial ')]")]
+        browser.find_element(By.XPATH, f"//span[.='Trial {trial}']").click()
+        wait.until(seen.presence_of_element_located((By.XPATH, f"//h4[starts-with(., 'Trial {trial} (')]")))
+        rows = browser.find_elements(By.XPATH, "//p[.='Intermediate Values']/following-sibling::div//p")
+        curve = [row.text for row in rows]
+        browser.save_screenshot(str(folder / "dashboard-trial.png"))
+    finally:
+        browser.quit()
+    return PageText(study_link, study_page, trial_list, curve)
+
+
+def test_dashboard_in_a_browser_shows_the_study_its_trials_and_a_learning_curve(
+    polled_search: PolledSearch, tmp_path: Path
+) -> None:
+    _require_chromium()
+    stored = optuna.load_study(study_name=STUDY, storage=polled_search.storage)
+    best, numbers = stored.best_trial, [trial.number for trial in stored.get_trials()]
+    page = _browse(polled_search.base, best.number, numbers[-1], tmp_path)
+    print(f"home page link: {page.study_link!r}\ntrial list: {page.trial_list}\ntrial {best.number}: {page.curve}")
+    assert page.study_link.splitlines()[0].endswith(STUDY)
+    assert "Intermediate values" in page.study_page
+    assert all(f"trial #{number}" in page.study_page for number in numbers)
+    assert page.trial_list == [f"Trial {number}" for number in numbers]
+    read = {int(step): float(value) for step, value in (row.split() for row in page.curve)}
+    assert sorted(read) == [1, 2]
+    assert all(math.isclose(read[step], best.intermediate_values[step]) for step in read)
+    assert (tmp_path / "dashboard-trial.png").stat().st_size > 10_000

@@ -1,0 +1,245 @@
+"""The study driver on real (tiny) trials: records, samplers and pruners, resume, failures, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import spaces
+from search.config import TrialConfig
+from search.errors import UserError
+from search.study import StudySpec, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"subset": 300, "epochs": 2}
+
+
+def _run(tmp_path: Path, n_trials: int = 2, study: str = "s", **spec: object) -> optuna.Study:
+    values = {"space": "size", "backend": "random", "pruner": "none", **TINY, **spec}
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert run_study(StudySpec(**values), study=study, storage=url, n_trials=n_trials, timeout=None) == 0
+    return optuna.load_study(study_name=study, storage=url)
+
+
+def _states(study: optuna.Study) -> list[TrialState]:
+    return [t.state for t in study.get_trials(deepcopy=False)]
+
+
+def test_trials_record_params_value_curves_and_config(tmp_path):
+    study = _run(tmp_path, n_trials=2)
+    trials = study.get_trials(deepcopy=False)
+    assert _states(study) == [TrialState.COMPLETE, TrialState.COMPLETE]
+    baseline, searched = trials
+    assert baseline.user_attrs["baseline"] is True
+    assert baseline.user_attrs["config"] == TrialConfig(epochs=2, seed=0).to_dict()
+    assert baseline.user_attrs["param_count"] == 912_226
+    for trial in trials:
+        assert "n_layers" in trial.params and trial.distributions.keys() == trial.params.keys()
+        assert sorted(trial.intermediate_values) == [1, 2]
+        history = trial.user_attrs["history"]
+        assert len(history["loss"]) == len(history["val_accuracy"]) == trial.user_attrs["epochs_run"] == 2
+        assert trial.value == max(history["val_accuracy"])
+        assert TrialConfig.from_dict(trial.user_attrs["config"], complete=True).epochs == 2
+        assert {"seconds", "seed", "dataset", "versions", "backend", "best_epoch"} <= trial.user_attrs.keys()
+    assert searched.user_attrs["seed"] == 1  # trial i trains with seed + i
+    assert {"space", "backend", "objective", "pruner", "epochs", "base_config", "command"} <= study.user_attrs.keys()
+
+
+@pytest.mark.parametrize("backend", ["tpe", "random", "qmc", "cmaes", "gp"])
+def test_every_optuna_sampler_runs_a_tiny_study(tmp_path, backend):
+    study = _run(tmp_path, n_trials=3, backend=backend, epochs=1)
+    assert _states(study).count(TrialState.COMPLETE) == 3
+    assert study.user_attrs["backend"] == backend
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "median", "successive-halving", "none"])
+def test_every_pruner_runs_a_tiny_study(tmp_path, pruner):
+    study = _run(tmp_path, n_trials=3, pruner=pruner, epochs=3, subset=200)
+    states = _states(study)
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
+    assert TrialState.RUNNING not in states
+
+
+def test_pruned_trials_stop_early_and_keep_their_curve(tmp_path):
+    # Successive halving over eight varied networks: the weaker ones must stop before the last epoch.
+    study = _run(tmp_path, n_trials=8, pruner="successive-halving", epochs=4, subset=200, baseline=False)
+    pruned = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.PRUNED]
+    assert pruned, "eight varied trials and no pruning at all"
+    for trial in pruned:
+        assert trial.user_attrs["epochs_run"] < 4
+        assert len(trial.intermediate_values) == trial.user_attrs["epochs_run"]
+
+
+def test_resume_counts_finished_trials(tmp_path):
+    _run(tmp_path, n_trials=2, epochs=1)
+    study = _run(tmp_path, n_trials=3, epochs=1)
+    assert len(study.trials) == 3
+    assert sum(t.user_attrs.get("baseline", False) for t in study.trials) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"space": "dropout"}, "space"),
+        ({"backend": "tpe"}, "backend"),
+        ({"objective": "val_loss"}, "objective"),
+        ({"epochs": 3}, "epochs"),
+    ],
+)
+def test_reusing_a_study_name_with_other_settings_is_refused(tmp_path, change, named):
+    _run(tmp_path, n_trials=1, epochs=1)
+    before = (tmp_path / "studies.db").read_bytes()
+    with pytest.raises(UserError, match=f"was made with {named}="):
+        _run(tmp_path, n_trials=2, **{"epochs": 1, **change})
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'studies.db'}")
+    assert len(study.trials) == 1
+    assert (tmp_path / "studies.db").stat().st_size >= len(before)
+
+
+def _diverging_space(trial, base: TrialConfig) -> TrialConfig:
+    """A space with one point that diverges: plain SGD at rate 10 with a huge L2 overflows float32."""
+    if trial.suggest_categorical("rate", ["sane", "absurd"]) == "absurd":
+        return base.replace(hidden_units=(64,), optimizer="sgd", learning_rate=10.0, l2=1.0)
+    return base.replace(hidden_units=(64,))
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(spaces.SPACES, "diverging", _diverging_space)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="d", storage=url)
+    study.enqueue_trial({"rate": "absurd"})
+    study.enqueue_trial({"rate": "sane"})
+    study.enqueue_trial({"rate": "sane"})
+    spec = StudySpec(space="diverging", backend="random", pruner="none", baseline=False, subset=2000, epochs=2)
+    run_study(spec, study="d", storage=url, n_trials=2, timeout=None)
+    trials = optuna.load_study(study_name="d", storage=url).trials
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs["fail_reason"] == "loss became NaN at epoch 1"
+    assert [t.state for t in trials[1:]].count(TrialState.COMPLETE) == 2
+
+
+def test_sigint_marks_the_running_trial_failed_and_says_how_to_resume(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    command = [
+        sys.executable,
+        "-m",
+        "search",
+        "run",
+        "--space",
+        "size",
+        "--backend",
+        "random",
+        "--epochs",
+        "50",
+        "--subset",
+        "2000",
+        "--trials",
+        "3",
+        "--study",
+        "c",
+        "--storage",
+        url,
+    ]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _has_running_trial(tmp_path / "studies.db"):
+        time.sleep(0.5)
+    time.sleep(1.5)  # inside training, not between trials
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "resume with: python -m search run" in output
+    trials = optuna.load_study(study_name="c", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL]
+
+
+def _has_running_trial(db: Path) -> bool:
+    """Read with plain sqlite3: opening an Optuna storage here would race the search creating it."""
+    try:
+        with sqlite3.connect(db) as connection:
+            return connection.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0] > 0
+    except sqlite3.OperationalError:
+        return False
+
+
+def test_val_loss_objective_is_minimized(tmp_path):
+    study = _run(tmp_path, n_trials=2, objective="val_loss", epochs=1)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    for trial in study.trials:
+        assert trial.value == min(trial.user_attrs["history"]["val_loss"])
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--space", "nope"], "unknown space 'nope'; known spaces: size"),
+        (["--backend", "nope"], "unknown backend 'nope'; known backends: tpe"),
+        (["--pruner", "nope"], "unknown pruner 'nope'; known pruners: hyperband"),
+        (["--objective", "nope"], "unknown objective 'nope'; known objectives: val_accuracy"),
+        (["--storage", "nosuchdb://x"], "cannot open storage nosuchdb://x"),
+        (["--storage", "sqlite:////no/such/folder/s.db"], "folder /no/such/folder does not exist"),
+    ],
+)
+def test_bad_run_flags_give_one_clear_line(flags, message):
+    result = _cli("run", "--trials", "1", "--epochs", "1", "--subset", "100", *flags)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_text("my notes, not a database\n")
+    result = _cli("run", "--trials", "1", "--storage", f"sqlite:///{notes}")
+    assert result.returncode == 2 and "is not a SQLite database" in result.stderr
+    assert notes.read_text() == "my notes, not a database\n"
+
+
+def test_a_corrupt_database_is_refused_and_left_alone(tmp_path):
+    _run(tmp_path, n_trials=1, epochs=1)
+    db = tmp_path / "studies.db"
+    data = bytearray(db.read_bytes())
+    data[100:] = b"\x5a" * (len(data) - 100)  # keep the 100-byte file header, wreck every page
+    db.write_bytes(bytes(data))
+    result = _cli("rank", "--storage", f"sqlite:///{db}")
+    assert result.returncode == 2 and "corrupt" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert db.read_bytes() == bytes(data)
+
+
+def test_rank_in_every_format(tmp_path):
+    _run(tmp_path, n_trials=2, epochs=1)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    table = _cli("rank", "--storage", url).stdout
+    assert "rank" in table and "vs_baseline" in table and "complete" in table
+    csv = _cli("rank", "--storage", url, "--format", "csv").stdout.splitlines()
+    assert csv[0].startswith("rank,study,") and len(csv) == 3
+    json_rows = json.loads(_cli("rank", "--storage", url, "--format", "json").stdout)
+    assert [row["rank"] for row in json_rows] == [1, 2] and json_rows[0]["value"] >= json_rows[1]["value"]
+    markdown = _cli("rank", "--storage", url, "--format", "markdown").stdout
+    assert markdown.startswith("| rank | study |")
+    assert _cli("rank", "--storage", url, "--top", "1", "--format", "csv").stdout.count("\n") == 2
+
+
+def test_rank_errors_are_one_line(tmp_path):
+    missing = _cli("rank", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    assert missing.returncode == 2 and "no database at" in missing.stderr
+    assert not (tmp_path / "none.db").exists()
+    optuna.create_study(storage=f"sqlite:///{tmp_path / 'empty.db'}", study_name="x").trials  # noqa: B018
+    unknown = _cli("rank", "--storage", f"sqlite:///{tmp_path / 'empty.db'}", "--study", "nope")
+    assert unknown.returncode == 2 and "no study named 'nope'" in unknown.stderr
