@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import warnings
 from pathlib import Path
@@ -86,15 +87,22 @@ def _prepare_sqlite(url: str) -> None:
         if header and header != _SQLITE_HEADER:
             raise UserError(f"{path} is not a SQLite database; pass another --storage or move the file away")
     try:
-        with sqlite3.connect(path, timeout=SQLITE_LOCK_TIMEOUT_SECONDS) as connection:
+        if path.exists():
+            # Checked read-only: the last writer to close a database copies its write-ahead log
+            # into the file, and a corrupt file is to be left as it is.
+            reader = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_LOCK_TIMEOUT_SECONDS
+            )
+            with contextlib.closing(reader):
+                problem = reader.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise UserError(f"{path} is corrupt ({problem}); restore it from a backup or pass another --storage")
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_LOCK_TIMEOUT_SECONDS)) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
-            problem = connection.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as error:
         raise UserError(
             f"{path} is corrupt or unreadable ({error}); restore it from a backup or pass another --storage"
         ) from None
-    if problem != "ok":
-        raise UserError(f"{path} is corrupt ({problem}); restore it from a backup or pass another --storage")
 
 
 def _lock_at_begin(engine: sqlalchemy.engine.Engine) -> None:

@@ -8,6 +8,7 @@ live in `.kt/<study>/` beside the storage, so running the same command again con
 from __future__ import annotations
 
 import fcntl
+import importlib
 import math
 import re
 import sys
@@ -39,8 +40,8 @@ _IDLE = "Keras Tuner's oracle is waiting for trials that are still running elsew
 
 def _keras_tuner() -> Any:
     """Keras Tuner, imported on first use: it loads TensorFlow, which commands that never train
-    (rank, export, dashboard, --help) should not wait for; TensorFlow's start-up notices are hidden first."""
-    import search._keras  # noqa: F401
+    (rank, export, dashboard, --help) should not wait for."""
+    importlib.import_module("search._keras")  # first: it hides TensorFlow's start-up notices
     import keras_tuner
 
     return keras_tuner

@@ -1,0 +1,135 @@
+"""The benchmark scripts' own logic: `bench/run_all.py` and `bench/search_efficiency.py` (not their figures)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))  # the scripts import each other by name, as `python bench/x.py` does
+run_all = importlib.import_module("run_all")
+search_efficiency = importlib.import_module("search_efficiency")
+
+LAUNCH = datetime.datetime(2026, 1, 1, 12, 0, 0)
+
+
+def test_run_all_plans_the_default_set_and_the_quick_one():
+    default = run_all.parse([])
+    assert default.file == run_all.BENCHMARKS
+    commands = {b.name: " ".join(run_all.command_of(b, default)) for b in run_all.BENCHES}
+    assert commands["epoch_speed"].endswith("bench/epoch_speed.py --rounds 3 --epochs 3")
+    assert commands["memory"].endswith("bench/memory.py --trials 20")
+    # search_efficiency writes its own section, into the same default file: no extra flags
+    assert commands["search_efficiency"].endswith("bench/search_efficiency.py --budget 4")
+
+    quick = run_all.parse(["--quick", "--only", "search_efficiency", "memory"])
+    assert quick.file is None, "--quick must leave BENCHMARKS.md alone"
+    assert quick.only == ["search_efficiency", "memory"]
+    efficiency = next(b for b in run_all.BENCHES if b.name == "search_efficiency")
+    assert run_all.command_of(efficiency, quick)[-1] == "--no-write"
+    elsewhere = run_all.parse(["--quick", "--file", "/tmp/x.md"])
+    assert run_all.command_of(efficiency, elsewhere)[-2:] == ["--benchmarks", "/tmp/x.md"]
+    with pytest.raises(SystemExit):
+        run_all.parse(["--only", "nonsense"])
+
+
+def test_write_section_replaces_only_its_markers(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(
+        "# B\n\n## Memory\n\nprose\n\n<!-- memory:start -->\nold\n<!-- memory:end -->\n\n## Workers\n\nhand\n"
+    )
+    run_all.write_section(path, "memory", "Memory", "new figures\n")
+    run_all.write_section(path, "overhead", "Driver overhead", "first\n")
+    run_all.write_section(path, "overhead", "Driver overhead", "second\n")
+    assert path.read_text() == (
+        "# B\n\n## Memory\n\nprose\n\n<!-- memory:start -->\nnew figures\n<!-- memory:end -->\n\n## Workers\n\nhand\n"
+        "\n## Driver overhead\n\n<!-- overhead:start -->\nsecond\n<!-- overhead:end -->\n"
+    )
+
+
+def test_plain_output_becomes_markdown():
+    text = run_all.as_markdown("round 1: 3.2s\n\n| a | b |\n|---|---|\n| 1 | 2 |\ndone\n")
+    assert text == "```\nround 1: 3.2s\n\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```\ndone\n```"
+
+
+def test_search_efficiency_flags():
+    plain = search_efficiency._parse([])
+    assert (plain.budget, plain.seeds, plain.subset) == (20.0, [0], 0)
+    assert plain.backends == ["tpe", "random", "kt-hyperband", "kt-bayesian"]
+    full = search_efficiency._parse(["--full"])
+    assert (full.budget, full.seeds, full.backends) == (20.0, [0, 1, 2], plain.backends)
+    for wrong in (["--full", "--budget", "3"], ["--budget", "0"], ["--backends", "nonsense"], ["--space", "x"]):
+        with pytest.raises(SystemExit):
+            search_efficiency._parse(wrong)
+
+
+def _trial(number: int, state: TrialState, start: float, end: float | None, curve: list[float]) -> FrozenTrial:
+    """A stored-trial record as `search run` leaves it; times in seconds after LAUNCH."""
+    at = lambda seconds: None if seconds is None else LAUNCH + datetime.timedelta(seconds=seconds)  # noqa: E731
+    return FrozenTrial(
+        number=number,
+        state=state,
+        value=max(curve) if state == TrialState.COMPLETE else None,
+        values=None,
+        datetime_start=at(start),
+        datetime_complete=at(end),
+        params={"x": 0.5},
+        distributions={"x": FloatDistribution(0, 1)},
+        user_attrs={"history": {"val_accuracy": curve}} if end is not None else {},
+        system_attrs={},
+        intermediate_values=dict(enumerate(curve, start=1)),
+        trial_id=number,
+    )
+
+
+def test_figures_count_what_finished_within_the_budget():
+    trials = [
+        _trial(0, TrialState.COMPLETE, 10, 40, [0.97, 0.976, 0.981]),  # epochs end at 20, 30, 40 s
+        _trial(1, TrialState.PRUNED, 41, 50, [0.978]),  # pruned trials count; 97.5% was reached earlier
+        _trial(2, TrialState.COMPLETE, 50, 70, [0.99]),  # finished after the 60 s budget: counts for nothing
+        _trial(3, TrialState.FAIL, 70, 75, [0.5]),  # cut at the deadline
+        _trial(4, TrialState.WAITING, None, None, []),  # queued, never started
+    ]
+    result = search_efficiency.figures(trials, "tpe", 0, LAUNCH, budget=1.0)
+    assert result.best == pytest.approx(0.981)
+    assert result.reached == {0.975: (pytest.approx(30.0), 0), 0.98: (pytest.approx(40.0), 0)}
+    assert (result.complete, result.pruned, result.cut, result.epochs) == (1, 1, 2, 6)
+    never = search_efficiency.figures([_trial(0, TrialState.COMPLETE, 10, 40, [0.97])], "random", 0, LAUNCH, 1.0)
+    assert never.reached[0.98] is None
+    assert search_efficiency.reach_seconds(never, 0.98, budget=1.0) == 60.0, "not reached counts as the budget"
+
+
+def test_a_tiny_real_run_stops_at_the_budget_and_writes_its_table(tmp_path):
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("# Benchmarks\n\n## Workers\n\nhand-written\n")
+    out = tmp_path / "runs"
+    started = time.monotonic()
+    command = ["--budget", "0.3", "--subset", "500", "--epochs", "2", "--backends", "tpe"]
+    printed = subprocess.run(
+        [sys.executable, "bench/search_efficiency.py", *command, "--out", str(out), "--benchmarks", str(benchmarks)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 * 60 + 40, f"the run was not stopped at its budget ({elapsed:.0f} s)"
+    row = next(line for line in printed.splitlines() if line.startswith("| tpe | 0 |")).split(" | ")
+    assert int(row[5]) >= 1, f"the baseline trial (2 epochs on 500 images) should finish in 18 s: {row}"
+    storage = f"sqlite:///{out / 'efficiency.db'}"
+    trials = optuna.load_study(study_name="tpe-seed0", storage=storage).trials
+    assert trials[0].state == TrialState.COMPLETE and trials[0].user_attrs["baseline"]
+    written = benchmarks.read_text()
+    assert written.startswith("# Benchmarks\n\n## Workers\n\nhand-written\n")
+    section = written.split("<!-- search_efficiency:start -->\n")[1].split("<!-- search_efficiency:end -->")[0]
+    assert "bench/search_efficiency.py --budget 0.3 --subset 500" in section
+    assert "| tpe | hyperband |" in section and "not judged" in section
