@@ -35,7 +35,9 @@ IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
 _POLL_SECONDS = 5
 # A space where every trial fails would otherwise run forever: failed trials don't count as finished.
 MAX_FAILURES_IN_A_ROW = 10
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver's progress lines say it better
+# The driver's trial lines say what happened; Optuna's own logs would repeat it, with a traceback
+# for every trial the driver fails on purpose (diverged, interrupted, surplus).
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -373,8 +375,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _summary(study: optuna.Study, progress: Progress) -> None:
     now = counts(study)
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    surplus = sum(t.user_attrs.get("fail_reason", "").startswith("surplus") for t in failed)
     progress.note(
-        f"done: {now['complete']} complete, {now['pruned']} pruned, {now['fail']} failed trials in '{study.study_name}'"
+        f"done: {now['complete']} complete, {now['pruned']} pruned, {now['fail'] - surplus} failed trials in "
+        f"'{study.study_name}'" + (f" ({surplus} more left untrained: other workers covered them)" if surplus else "")
     )
     if now["complete"]:
         best = study.best_trial

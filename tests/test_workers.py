@@ -93,7 +93,8 @@ def check_killed_workers_trial_is_retried(url: str) -> None:
     trials = trials_of(url, "kill")
     assert_no_number_twice(trials)
     by_number = {t.number: t for t in trials}
-    assert by_number[victim.number].state == TrialState.FAIL
+    victim = by_number[victim.number]
+    assert victim.state == TrialState.FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1, f"the killed trial was queued again {len(retries)} times"
     retry = retries[0]
@@ -105,7 +106,7 @@ def check_killed_workers_trial_is_retried(url: str) -> None:
     # The killed worker's last heartbeat was at most one interval before the kill; the database
     # clock (SQLite) counts whole seconds.
     assert (GRACE_HEARTBEATS - 1) * HEARTBEAT - 1 <= delay < LIMIT
-    failed_after = by_number[victim.number].datetime_complete.timestamp() - killed_at
+    failed_after = victim.datetime_complete.timestamp() - killed_at
     print(
         f"\n{url.split(':')[0]}: killed trial {victim.number} failed {failed_after:.1f} s after the kill, "
         f"retried as trial {retry.number} {delay:.1f} s after it (heartbeat {HEARTBEAT} s, "
@@ -114,7 +115,7 @@ def check_killed_workers_trial_is_retried(url: str) -> None:
 
 
 def _running_trial(storage: optuna.storages.BaseStorage, study: str, parent: subprocess.Popen) -> FrozenTrial:
-    """A trial some worker is training, caught before its first epoch ends (several are left)."""
+    """A trial some worker is training (its params all drawn), caught before its first epoch ends."""
     deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline and parent.poll() is None:
         try:
@@ -122,7 +123,7 @@ def _running_trial(storage: optuna.storages.BaseStorage, study: str, parent: sub
         except KeyError:  # the parent has not created the study yet
             trials = []
         for trial in trials:
-            if trial.state == TrialState.RUNNING and "worker" in trial.user_attrs and not trial.intermediate_values:
+            if trial.state == TrialState.RUNNING and "config" in trial.user_attrs and not trial.intermediate_values:
                 return trial
         time.sleep(0.2)
     raise AssertionError(f"no worker started a trial; search output:\n{parent.communicate()[0]}")
