@@ -30,9 +30,10 @@ from search.backends import get_backend
 from search.config import TrialConfig
 from search.data import Mnist, load_mnist
 from search.model import build_model
+from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import Objective, StudySpec, open_study, run_trials
+from search.study import StudySpec, open_study, run_trials
 from search.train import train
 from spaces import full
 

@@ -16,9 +16,10 @@ import optuna
 
 from search.backends import get_backend
 from search.data import load_mnist
+from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import Objective, StudySpec, open_study
+from search.study import StudySpec, open_study
 
 TARGET_MB = 100
 

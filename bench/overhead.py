@@ -25,9 +25,10 @@ import optuna
 from search.backends import get_backend
 from search.config import TrialConfig
 from search.data import load_mnist
+from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import Objective, StudySpec, open_study
+from search.study import StudySpec, open_study
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_OVERHEAD = 0.01

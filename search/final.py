@@ -18,7 +18,7 @@ from search.config import OBJECTIVES
 from search.data import Mnist, load_mnist
 from search.errors import UserError
 from search.export import Exported, read_yaml
-from search.study import library_versions, subset
+from search.objective import library_versions, subset
 from search.train import TrialResult, train
 
 # Evaluation batch: large for speed; the metrics do not depend on it beyond float rounding.

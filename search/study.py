@@ -1,35 +1,29 @@
-"""The study driver: a study's identity, the objective (space -> config -> train) and the trial loop."""
+"""The study driver: a study's identity and settings, the trial loop, and running or joining a study."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import platform
 import signal
-import socket
 import time
 import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from search._keras import keras
 from search.backends import PRUNERS, Backend, get_backend
 from search.config import OBJECTIVES, TrialConfig
-from search.data import Mnist, load_mnist
+from search.data import load_mnist
 from search.errors import UserError
+from search.objective import Objective, SurplusTrial, TrainingDiverged, library_versions
 from search.progress import Progress
 from search.storage import HEARTBEAT_SECONDS, open_storage
-from search.train import train
 from search.workers import run_workers
 from spaces import baseline_params, get_space
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
 IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
 _POLL_SECONDS = 5
@@ -81,19 +75,6 @@ class StudySpec:
         return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False)
 
 
-class TrainingDiverged(Exception):
-    """The loss became NaN or infinite: the trial is recorded as failed and the study goes on."""
-
-
-class SurplusTrial(Exception):
-    """Other workers already cover the requested number of trials; this one is not trained."""
-
-
-def library_versions() -> dict[str, str]:
-    names = ("tensorflow", "keras", "keras-tuner", "optuna", "numpy")
-    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
-
-
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:
     """Create the study, or load it after checking it was made with the same settings."""
     study = optuna.create_study(
@@ -130,93 +111,6 @@ def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
     if not set(IDENTITY) <= set(study.user_attrs):
         raise UserError(f"study '{name}' was not made by `search run`; it has no space/backend settings")
     return StudySpec.from_attrs(study.user_attrs)
-
-
-class Objective:
-    """One trial: the space picks a config, the trainer fits it, the trial records what happened."""
-
-    def __init__(self, spec: StudySpec, data: Mnist, n_trials: int, progress: Progress) -> None:
-        self.spec, self.n_trials, self.progress = spec, n_trials, progress
-        self.data = subset(data, spec.subset)
-        self.space = get_space(spec.space)
-        self.last_number: int | None = None
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        self.last_number = trial.number
-        _refuse_surplus(trial, self.n_trials)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who to ask if it hangs
-        base = self.spec.base().replace(seed=self.spec.seed + trial.number)
-        config = self.space(trial, base)
-        trial.set_user_attr("config", config.to_dict())
-        attrs = trial.user_attrs
-        last_epoch = attrs.get("epochs", config.epochs)
-        reporter = _EpochReporter(trial, self.spec.objective, self.progress, last_epoch)
-        result = train(
-            config,
-            self.data,
-            [reporter],
-            monitor=self.spec.objective,
-            epochs=last_epoch,
-            initial_epoch=attrs.get("initial_epoch", 0),
-            initial_weights=attrs.get("initial_weights"),
-            save_weights=attrs.get("save_weights"),
-        )
-        for key, value in {
-            "param_count": result.params,
-            "epochs_run": result.epochs_run,
-            "first_epoch": result.first_epoch,
-            "best_epoch": result.best_epoch,
-            "seconds": round(result.seconds, 2),
-            "history": result.history,
-            "backend": self.spec.backend,
-            "seed": config.seed,
-            "dataset": self.data.checksum,
-            "versions": library_versions(),
-        }.items():
-            trial.set_user_attr(key, value)
-        if result.diverged:
-            reason = f"loss became NaN at epoch {result.first_epoch + result.epochs_run - 1}"
-            trial.set_user_attr("fail_reason", reason)
-            raise TrainingDiverged(reason)
-        if reporter.pruned_at:
-            raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
-        return result.best()
-
-
-def subset(data: Mnist, n_images: int) -> Mnist:
-    """The first `n_images` training images only (0 = all); validation and test stay whole."""
-    if not n_images:
-        return data
-    return dataclasses.replace(data, x_train=data.x_train[:n_images], y_train=data.y_train[:n_images])
-
-
-def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
-    """Fail this trial untrained when finished and lower-numbered running trials already make `n_trials`."""
-    trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-    ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
-    if len(ahead) >= n_trials:
-        trial.set_user_attr("fail_reason", "surplus: other workers already cover the requested trials")
-        raise SurplusTrial(f"the study already has its {n_trials} trials")
-
-
-class _EpochReporter(keras.callbacks.Callback):
-    """Reports each epoch's objective to Optuna (learning curves, pruning) and to the progress bar."""
-
-    def __init__(self, trial: optuna.Trial, objective: str, progress: Progress, last_epoch: int) -> None:
-        super().__init__()
-        self.trial, self.objective, self.progress, self.last_epoch = trial, objective, progress, last_epoch
-        self.pruned_at = 0
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.objective, math.nan)
-        if not math.isfinite(value):
-            return
-        self.trial.report(value, step=epoch + 1)
-        self.progress.epoch_finished(self.trial.number, epoch + 1, value)
-        # After the last epoch the trial is finished anyway: its value stands, pruned or not.
-        if epoch + 1 < self.last_epoch and self.trial.should_prune():
-            self.pruned_at = epoch + 1
-            self.model.stop_training = True
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

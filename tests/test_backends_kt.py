@@ -17,9 +17,10 @@ from search.backends._kt_adapter import KerasTunerTrial
 from search.cli import main
 from search.config import TrialConfig
 from search.errors import UserError
+from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import Objective, StudySpec, open_study, run_study, run_trials
+from search.study import StudySpec, open_study, run_study, run_trials
 from spaces import SPACES
 
 # The oracle tests drive the study with ask/tell, which Optuna's heartbeat storage warns about.

@@ -1,0 +1,125 @@
+"""One trial: the space picks a config, the trainer fits it, the Optuna trial records what happened."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import socket
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from search._keras import keras
+from search.data import Mnist
+from search.progress import Progress
+from search.train import train
+from spaces import get_space
+
+if TYPE_CHECKING:
+    from search.study import StudySpec
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite: the trial is recorded as failed and the study goes on."""
+
+
+class SurplusTrial(Exception):
+    """Other workers already cover the requested number of trials; this one is not trained."""
+
+
+def library_versions() -> dict[str, str]:
+    names = ("tensorflow", "keras", "keras-tuner", "optuna", "numpy")
+    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
+
+
+class Objective:
+    """One trial: the space picks a config, the trainer fits it, the trial records what happened."""
+
+    def __init__(self, spec: StudySpec, data: Mnist, n_trials: int, progress: Progress) -> None:
+        self.spec, self.n_trials, self.progress = spec, n_trials, progress
+        self.data = subset(data, spec.subset)
+        self.space = get_space(spec.space)
+        self.last_number: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.last_number = trial.number
+        _refuse_surplus(trial, self.n_trials)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who to ask if it hangs
+        base = self.spec.base().replace(seed=self.spec.seed + trial.number)
+        config = self.space(trial, base)
+        trial.set_user_attr("config", config.to_dict())
+        attrs = trial.user_attrs
+        last_epoch = attrs.get("epochs", config.epochs)
+        reporter = _EpochReporter(trial, self.spec.objective, self.progress, last_epoch)
+        result = train(
+            config,
+            self.data,
+            [reporter],
+            monitor=self.spec.objective,
+            epochs=last_epoch,
+            initial_epoch=attrs.get("initial_epoch", 0),
+            initial_weights=attrs.get("initial_weights"),
+            save_weights=attrs.get("save_weights"),
+        )
+        for key, value in {
+            "param_count": result.params,
+            "epochs_run": result.epochs_run,
+            "first_epoch": result.first_epoch,
+            "best_epoch": result.best_epoch,
+            "seconds": round(result.seconds, 2),
+            "history": result.history,
+            "backend": self.spec.backend,
+            "seed": config.seed,
+            "dataset": self.data.checksum,
+            "versions": library_versions(),
+        }.items():
+            trial.set_user_attr(key, value)
+        if result.diverged:
+            reason = f"loss became NaN at epoch {result.first_epoch + result.epochs_run - 1}"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrainingDiverged(reason)
+        if reporter.pruned_at:
+            raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
+        return result.best()
+
+
+def subset(data: Mnist, n_images: int) -> Mnist:
+    """The first `n_images` training images only (0 = all); validation and test stay whole."""
+    if not n_images:
+        return data
+    return dataclasses.replace(data, x_train=data.x_train[:n_images], y_train=data.y_train[:n_images])
+
+
+def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
+    """Fail this trial untrained when finished and lower-numbered running trials already make `n_trials`."""
+    trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
+    if len(ahead) >= n_trials:
+        trial.set_user_attr("fail_reason", "surplus: other workers already cover the requested trials")
+        raise SurplusTrial(f"the study already has its {n_trials} trials")
+
+
+class _EpochReporter(keras.callbacks.Callback):
+    """Reports each epoch's objective to Optuna (learning curves, pruning) and to the progress bar."""
+
+    def __init__(self, trial: optuna.Trial, objective: str, progress: Progress, last_epoch: int) -> None:
+        super().__init__()
+        self.trial, self.objective, self.progress, self.last_epoch = trial, objective, progress, last_epoch
+        self.pruned_at = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        value = (logs or {}).get(self.objective, math.nan)
+        if not math.isfinite(value):
+            return
+        self.trial.report(value, step=epoch + 1)
+        self.progress.epoch_finished(self.trial.number, epoch + 1, value)
+        # After the last epoch the trial is finished anyway: its value stands, pruned or not.
+        if epoch + 1 < self.last_epoch and self.trial.should_prune():
+            self.pruned_at = epoch + 1
+            self.model.stop_training = True
