@@ -126,7 +126,13 @@ def _search_while_polling(storage: str, base: str, log: Path, folder: Path) -> P
             _poll(base, seen, errors)
             polls += 1
             time.sleep(0.2)  # several polls per trial; faster would only take CPU from the training
+    # The dashboard caches what it read for a few seconds: the last trial shows on a later reload.
+    deadline = time.monotonic() + WAIT_SECONDS
     _poll(base, seen, errors)
+    while seen and seen[-1] < TRIALS and time.monotonic() < deadline:
+        time.sleep(1)
+        _poll(base, seen, errors)
+        polls += 1
     output = (folder / "search.log").read_text()
     return PolledSearch(storage, base, search.returncode, output, log, seen, polls + 1, errors)
 
