@@ -33,9 +33,13 @@ class TrialResult:
     params: int
     epochs_run: int
     seconds: float
-    diverged: bool  # a loss became NaN or infinite; training stopped there
     stopped_by: str = ""  # "" ran all epochs; "nan" diverged; "stopped" by early stopping or a callback
     monitor: str = "val_accuracy"
+
+    @property
+    def diverged(self) -> bool:
+        """A loss became NaN or infinite; training stopped there."""
+        return self.stopped_by == "nan"
 
     def best(self, metric: str | None = None) -> float:
         """The value of `metric` (default: the monitored one) at the best epoch."""
@@ -210,7 +214,6 @@ def _result(
         params=model.count_params(),
         epochs_run=epochs_run,
         seconds=seconds,
-        diverged=stopper.diverged,
         stopped_by=stopped_by,
         monitor=keeper.monitor,
     )
