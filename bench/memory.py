@@ -1,7 +1,11 @@
-"""Resident memory over consecutive trials in one process: does the driver leak from trial to trial?
+"""Resident memory over consecutive trials: does a long search grow from trial to trial?
 
-Runs N trials of a space through the real driver (Objective + Optuna storage) in this process
-and reads VmRSS after each. Target: growth under 100 MB after the second trial.
+Runs N trials of a space through the real driver (Objective + Optuna storage), twice, side by side:
+1. as `search run` does: each trial in a process forked for it (search/forked.py); read after each
+   trial: the driver's VmRSS and the largest trial process so far (ru_maxrss of children);
+2. every trial in this one process (study.optimize, then release_memory), the way the driver
+   worked before: VmRSS.
+Target: growth under 100 MB after the second trial.
 
     python bench/memory.py --trials 20 --space size --subset 10000 --epochs 1
 """
@@ -9,7 +13,9 @@ and reads VmRSS after each. Target: growth under 100 MB after the second trial.
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -19,7 +25,8 @@ from search.data import load_mnist
 from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import StudySpec, open_study
+from search.study import StudySpec, open_study, run_trials
+from search.train import release_memory
 
 TARGET_MB = 100
 
@@ -31,32 +38,50 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def measure(space: str, n_trials: int, subset: int, epochs: int) -> list[float]:
-    """RSS in MB after each of `n_trials` trials."""
+def largest_child_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def measure(space: str, n_trials: int, subset: int, epochs: int, forked: bool) -> dict[str, list[float]]:
+    """MB after each of `n_trials` trials: the driver's RSS, and (forked) the largest trial process so far."""
     spec = StudySpec(space=space, backend="random", pruner="none", epochs=epochs, subset=subset, baseline=False)
     with tempfile.TemporaryDirectory() as folder:
         storage = open_storage(f"sqlite:///{folder}/memory.db")
         backend = get_backend("random")(seed=0, pruner="none", epochs=epochs, study="memory")
         study = open_study(storage, "memory", spec, backend)
         objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
-        readings = []
-        for _ in range(n_trials):
-            study.optimize(objective, n_trials=1, gc_after_trial=True)
-            readings.append(rss_mb())
-            print(f"trial {len(readings):>2}: {readings[-1]:.0f} MB", flush=True)
-    return readings
+        one_more: Callable[[int], None] = (
+            (lambda k: run_trials(study, backend, objective, k))
+            if forked
+            else (lambda k: (study.optimize(objective, n_trials=1), release_memory()))
+        )
+        readings: dict[str, list[float]] = {"driver": [], "trial process": []}
+        for k in range(1, n_trials + 1):
+            one_more(k)
+            readings["driver"].append(rss_mb())
+            if forked:
+                readings["trial process"].append(largest_child_mb())
+    return {name: values for name, values in readings.items() if values}
 
 
-def report(readings: list[float], args: argparse.Namespace) -> str:
-    growth = max(readings[1:]) - readings[1]
-    verdict = "met" if growth < TARGET_MB else f"missed by {growth - TARGET_MB:.0f} MB"
-    return (
-        f"Resident memory over {len(readings)} trials of `{args.space}` (subset {args.subset or 'all'}, "
-        f"{args.epochs} epoch(s) each) in one process: after trial 1 {readings[0]:.0f} MB, after trial 2 "
-        f"{readings[1]:.0f} MB, last {readings[-1]:.0f} MB, peak {max(readings):.0f} MB; growth after the "
-        f"second trial {growth:.0f} MB (target < {TARGET_MB} MB: {verdict}).\n"
-        f"Per trial (MB): {', '.join(f'{r:.0f}' for r in readings)}"
-    )
+def growth(values: list[float]) -> float:
+    """How far the readings rose above the one after the second trial."""
+    return max(values[1:]) - values[1]
+
+
+def report(forked: dict[str, list[float]], in_process: list[float], args: argparse.Namespace) -> str:
+    lines = [
+        f"Resident memory over {args.trials} trials of `{args.space}` (subset {args.subset or 'all'}, "
+        f"{args.epochs} epoch(s) each), the two ways side by side in one run:"
+    ]
+    for name, values in [*(("forked: " + k, v) for k, v in forked.items()), ("one process", in_process)]:
+        verdict = "met" if growth(values) < TARGET_MB else f"missed by {growth(values) - TARGET_MB:.0f} MB"
+        lines.append(
+            f"- {name}: after trial 1 {values[0]:.0f} MB, after trial 2 {values[1]:.0f} MB, last "
+            f"{values[-1]:.0f} MB; growth after the second trial {growth(values):.0f} MB "
+            f"(target < {TARGET_MB} MB: {verdict}). Per trial: {', '.join(f'{v:.0f}' for v in values)}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -67,7 +92,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(report(measure(args.space, args.trials, args.subset, args.epochs), args))
+    forked = measure(args.space, args.trials, args.subset, args.epochs, forked=True)
+    in_process = measure(args.space, args.trials, args.subset, args.epochs, forked=False)["driver"]
+    print(report(forked, in_process, args))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The driver's own cost: per-trial overhead against training time, and rank/export on 1,000 trials.
 
 1. Real trials through the real driver (SQLite): overhead = the trial's wall time in
-   `study.optimize` minus the seconds `train()` itself took (sampling, storage writes, attrs),
+   `run_trials` minus the seconds `train()` itself took (sampling, storage writes, attrs),
    plus the per-epoch reporting (trial.report + should_prune on SQLite) timed on its own.
 2. A study of 1,000 trials made quickly (trivial objective, realistic attrs: a 20-epoch history
    and a full config per trial), then `search rank` and `search export` as a user runs them.
@@ -28,7 +28,7 @@ from search.data import load_mnist
 from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import StudySpec, open_study
+from search.study import StudySpec, open_study, run_trials
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_OVERHEAD = 0.01
@@ -36,16 +36,20 @@ TARGET_SECONDS = 2.0
 
 
 def trial_overhead(n_trials: int, epochs: int, folder: Path) -> tuple[list[float], list[float]]:
-    """(driver seconds outside train(), train() seconds) for each of `n_trials` real trials."""
+    """(driver seconds outside train(), train() seconds) for each of `n_trials` real trials.
+
+    Each trial goes through `run_trials` as in `search run`: its process forked, sampled,
+    trained, recorded, reported.
+    """
     spec = StudySpec(space="size", backend="tpe", pruner="hyperband", epochs=epochs, baseline=True)
     storage = open_storage(f"sqlite:///{folder}/overhead.db")
     backend = get_backend("tpe")(seed=0, pruner="hyperband", epochs=epochs, study="overhead")
     study = open_study(storage, "overhead", spec, backend)
     objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
     outside, inside = [], []
-    for _ in range(n_trials):
+    for done in range(1, n_trials + 1):
         start = time.perf_counter()
-        study.optimize(objective, n_trials=1, gc_after_trial=True)
+        run_trials(study, backend, objective, done)
         wall = time.perf_counter() - start
         trial = study.trials[-1]
         inside.append(trial.user_attrs["seconds"])

@@ -2,11 +2,13 @@
 
 Each backend runs the real product, one after another (never side by side: the CPU is shared),
 as `python -m search run --space S --backend B --pruner P --timeout BUDGET --trials 100000
---seed K` into one SQLite file under --out. The product's default backend runs with its default
-pruner; every other backend without pruning (`none`; Keras Tuner's Hyperband has its own
-schedule). Exactly BUDGET minutes after launch (Python and TensorFlow start-up included) the
-run gets SIGINT: the trial then running is recorded as failed and counts for nothing, since it
-did not finish within the budget. Figures come from the storage afterwards:
+--seed K` into one SQLite file under --out. The product's default backend runs as a user gets
+it: its default pruner, and the space's best known config queued after the baseline (the
+warm start, spaces.PRIORS). Every other backend runs as a plain search of its algorithm:
+without pruning (`none`; Keras Tuner's Hyperband has its own schedule) and with `--no-prior`.
+Exactly BUDGET minutes after launch (Python and TensorFlow start-up included) the run gets
+SIGINT: the trial then running is recorded as failed and counts for nothing, since it did not
+finish within the budget. Figures come from the storage afterwards:
 
 - best validation accuracy: the highest per-epoch validation accuracy of any trial that finished
   (complete or pruned) within the budget; a complete trial's value is that number;
@@ -83,6 +85,8 @@ def run_backend(backend: str, seed: int, args: argparse.Namespace, folder: Path)
         *("--pruner", pruner_for(backend), "--timeout", str(args.budget), "--trials", "100000"),
         *("--epochs", str(args.epochs), "--study", study, "--seed", str(seed)),
         *("--storage", f"sqlite:///{folder / 'efficiency.db'}", "--subset", str(args.subset)),
+        # The others run as a plain search of their algorithm: without the product's warm start.
+        *(() if backend == DEFAULTS.backend else ("--no-prior",)),
     ]
     with open(folder / f"{study}.log", "w") as log:
         launched = datetime.datetime.now()

@@ -52,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         subset=args.subset,
         seed=args.seed,
         baseline=args.baseline,
+        prior=args.prior,
         command=_reproduce(args),
     )
     return run_study(
@@ -133,6 +134,7 @@ def _reproduce(args: argparse.Namespace) -> str:
         f"--study {args.study or f'{args.space}-{args.backend}'} --storage {redact(args.storage)}"
         + (f" --subset {args.subset}" if args.subset else "")
         + ("" if args.baseline else " --no-baseline")
+        + ("" if args.prior else " --no-prior")
         + (f" --workers {args.workers}" if args.workers > 1 else "")
     )
 
@@ -186,6 +188,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         dest="baseline",
         action="store_false",
         help="do not start a new study with the reference model as trial 0",
+    )
+    run.add_argument(
+        "--no-prior",
+        dest="prior",
+        action="store_false",
+        help="do not queue the space's best known config (space full) in a new study",
     )
     run.add_argument("--study", help="study name (default: SPACE-BACKEND)")
     run.add_argument("--seed", type=int, default=0, help="seed of the sampler and of trial i's weights (seed+i)")

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.config import TrialConfig
 from search.errors import UserError
 from search.rank import load_studies
+from search.storage import stored_trial
 
 # A best value this close to an end of its range (as a fraction of the range, in log space for
 # log-scaled ones) counts as at the edge: a sampler rarely lands exactly on a float bound.
@@ -133,16 +134,20 @@ def _one_study(storage_url: str, name: str | None) -> optuna.Study:
 
 
 def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
-    trials = study.get_trials(deepcopy=False)
+    # One trial read alone, not all of them: export stays fast on a study of thousands.
     if number is None:
-        if not any(t.state == TrialState.COMPLETE for t in trials):
-            states = Counter(t.state.name.lower() for t in trials)
+        try:
+            return study.best_trial
+        except ValueError:
+            states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
             held = ", ".join(f"{n} {s}" for s, n in states.items()) or "no trials"
-            raise UserError(f"study '{study.study_name}' has no complete trial ({held}); run more trials first")
-        return study.best_trial
-    chosen = next((t for t in trials if t.number == number), None)
-    if chosen is None:
-        raise UserError(f"study '{study.study_name}' has no trial {number} (it has trials 0 to {len(trials) - 1})")
+            message = f"study '{study.study_name}' has no complete trial ({held}); run more trials first"
+            raise UserError(message) from None
+    try:
+        chosen = stored_trial(study, number)
+    except KeyError:
+        count = len(study.get_trials(deepcopy=False))
+        raise UserError(f"study '{study.study_name}' has no trial {number} (it has trials 0 to {count - 1})") from None
     if chosen.state != TrialState.COMPLETE:
         raise UserError(
             f"trial {number} of study '{study.study_name}' is {chosen.state.name}, not COMPLETE; "

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from search._keras import keras
+from search._keras import keras, tf
 from search.config import TrialConfig
 
 IMAGE_SHAPE = (28, 28)
@@ -32,7 +32,7 @@ def build_model(config: TrialConfig) -> keras.Model:
     for i, units in enumerate(config.hidden_units, start=1):
         rate = config.input_dropout if i == 1 else config.dropout
         if rate > 0:
-            x = keras.layers.Dropout(rate, name=f"dropout_{i}")(x)
+            x = FastDropout(rate, name=f"dropout_{i}")(x)
         x = _hidden_layer(config, x, i, units)
     outputs = keras.layers.Dense(N_CLASSES, activation="softmax", kernel_regularizer=_l2(config), name="softmax")(x)
     return keras.Model(inputs, outputs, name="mlp")
@@ -120,6 +120,35 @@ class RandomAffine(keras.layers.Layer):
             "zoom": self.zoom,
             "seed": self.seed,
         }
+
+
+@keras.saving.register_keras_serializable(package="search")
+class FastDropout(keras.layers.Layer):
+    """Keras's Dropout (inverted: kept units scaled by 1 / (1 - rate), training only), drawn faster.
+
+    Keras draws the mask with TensorFlow's auto-selected random algorithm, which XLA on a CPU
+    runs over 20 times slower than Philox (23 ms against 1.0 ms for a 100 x 1024 mask,
+    measured): with dropout an epoch took 3-5 times as long. This layer asks for Philox
+    (ThreeFry, 0.45 ms under XLA, has no kernel outside XLA).
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not training:
+            return inputs
+        seed = tf.cast(self.seed_generator.next(), "int32")
+        keep = tf.random.stateless_uniform(tf.shape(inputs), seed=seed, alg="philox") >= self.rate
+        return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 def _bilinear(flat: Any, source_y: Any, source_x: Any, height: int, width: int) -> Any:

@@ -46,11 +46,13 @@ class Objective:
         self.data = subset(data, spec.subset)
         self.space = get_space(spec.space)
         self.last_number: int | None = None
+        # Who to ask if a trial hangs: the process running the study (its trials' processes die with it).
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.last_number = trial.number
         _refuse_surplus(trial, self.n_trials)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who to ask if it hangs
+        trial.set_user_attr("worker", self.worker)
         base = self.spec.base().replace(seed=self.spec.seed + trial.number)
         config = self.space(trial, base)
         trial.set_user_attr("config", config.to_dict())

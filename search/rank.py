@@ -16,7 +16,7 @@ FORMATS = ("table", "csv", "json", "markdown")
 def load_studies(storage_url: str, names: list[str] | None = None) -> list[optuna.Study]:
     """The named studies (default: all) of an existing storage, or a UserError naming what is missing."""
     storage = open_storage(storage_url, must_exist=True)
-    known = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    known = optuna.get_all_study_names(storage)  # summaries would read every trial of every study
     if not known:
         raise UserError(f"no studies in {storage_url}; run `make search` first")
     for name in names or []:

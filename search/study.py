@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -14,15 +15,18 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from search._keras import runtime_started
 from search.backends import PRUNERS, Backend, get_backend
 from search.config import OBJECTIVES, TrialConfig
 from search.data import load_mnist
 from search.errors import UserError
+from search.forked import ChildDied, Forked
 from search.objective import Objective, SurplusTrial, TrainingDiverged, library_versions
 from search.progress import Progress
-from search.storage import HEARTBEAT_SECONDS, open_storage
+from search.storage import HEARTBEAT_SECONDS, open_storage, stored_trial
+from search.train import release_memory
 from search.workers import run_workers
-from spaces import baseline_params, get_space
+from spaces import get_space, params_for, prior
 
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
 IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
@@ -46,6 +50,7 @@ class StudySpec:
     subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
     seed: int = 0
     baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against
+    prior: bool = True  # ... and its next one the space's best known config (spaces.PRIORS), a head start
     command: str = ""
 
     def base(self) -> TrialConfig:
@@ -72,7 +77,7 @@ class StudySpec:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
-        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False)
+        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False, prior=False)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:
@@ -90,7 +95,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
         if spec.baseline:
-            study.enqueue_trial(baseline_params(spec.space, spec.base()), user_attrs={"baseline": True})
+            study.enqueue_trial(params_for(spec.space, spec.base()), user_attrs={"baseline": True})
+        if spec.prior and (known := prior(spec.space, spec.base())) is not None:
+            study.enqueue_trial(params_for(spec.space, known), user_attrs={"prior": True})
         return study
     for key in IDENTITY:
         if recorded.get(key) != getattr(spec, key):
@@ -146,8 +153,11 @@ def run_trials(
         if not now["waiting"] and not backend.next_trial(study):
             objective.progress.note(f"{backend.stop_reason}; stopping")
             return
-        study.optimize(objective, n_trials=1, catch=(TrainingDiverged, SurplusTrial), gc_after_trial=True)
-        trial = _recorded(study, objective.last_number)
+        _train_next(study, backend, objective)
+        if objective.last_number is None:
+            failures_in_a_row += 1
+            continue
+        trial = stored_trial(study, objective.last_number)
         backend.trial_finished(study, trial)
         if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
             continue
@@ -162,10 +172,52 @@ def run_trials(
         )
 
 
-def _recorded(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
-    """The stored trial `number`, read by id: listing every trial after each one would cost O(n^2)."""
-    storage = study._storage
-    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+def _train_next(study: optuna.Study, backend: Backend, objective: Objective) -> None:
+    """Run the next trial in a process forked for it (search/forked.py); sets `objective.last_number`.
+
+    A trial whose process died (killed, out of memory) is recorded as failed here. A process
+    that has run TensorFlow already (a notebook, the tests) cannot fork safely: it trains here.
+    """
+    before = objective.last_number
+    count = len(study.get_trials(deepcopy=False))
+    if runtime_started():
+        _one_trial(study, backend, objective, count)
+        release_memory()
+        return
+    child = Forked(functools.partial(_one_trial, study, backend, objective, count))
+    try:
+        objective.last_number = child.result()
+    except KeyboardInterrupt:
+        objective.last_number = _newest_trial_of(study, objective.worker, after=before)
+        raise
+    except ChildDied as died:
+        objective.last_number = _newest_trial_of(study, objective.worker, after=before)
+        if objective.last_number is None:
+            objective.progress.note(f"a trial's process ended before its trial began: {died}")
+            return
+        trial = stored_trial(study, objective.last_number)
+        if trial.state == TrialState.RUNNING:
+            optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", str(died))
+            study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _one_trial(study: optuna.Study, backend: Backend, objective: Objective, count: int) -> int | None:
+    """One trial, in its own process: sample, train, record."""
+    if backend.make_sampler is not None:
+        # The fork copied the driver's sampler, random state and all: every trial would draw alike.
+        study.sampler = backend.make_sampler(count)
+    study.optimize(objective, n_trials=1, catch=(TrainingDiverged, SurplusTrial))
+    return objective.last_number
+
+
+def _newest_trial_of(study: optuna.Study, worker: str, *, after: int | None) -> int | None:
+    """The number of the newest trial `worker` began after trial `after`, if any."""
+    mine = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("worker") == worker and (after is None or t.number > after)
+    ]
+    return max(mine, default=None)
 
 
 def run_study(
@@ -184,10 +236,10 @@ def run_study(
     """
     _check(spec)
     opened_storage = open_storage(storage, heartbeat=heartbeat)
-    # A resumed study continues the sampler's random stream instead of replaying its first trials.
-    seed = spec.seed + _trial_count(opened_storage, study)
+    # Each trial's sampler is seeded from this and the study's trial count (Backend.make_sampler):
+    # a resumed study draws new values, as an uninterrupted one would.
     backend = get_backend(spec.backend)(
-        seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage, workers=workers
+        seed=spec.seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage, workers=workers
     )
     opened = open_study(opened_storage, study, spec, backend)
     opened.set_user_attr("trials", n_trials)  # what workers joining later aim for
@@ -218,13 +270,6 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
 def _heartbeat(storage: optuna.storages.BaseStorage, name: str) -> int:
     """The heartbeat interval the study's `search run` set (studies from before it: the default)."""
     return storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("heartbeat", HEARTBEAT_SECONDS)
-
-
-def _trial_count(storage: optuna.storages.BaseStorage, name: str) -> int:
-    try:
-        return storage.get_n_trials(storage.get_study_id_from_name(name))
-    except KeyError:
-        return 0
 
 
 def _check(spec: StudySpec) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search._keras import keras
+from search._keras import keras, share_gpus
 from search.config import OBJECTIVES, TrialConfig
 from search.data import Mnist
 from search.model import build_model
@@ -21,6 +21,8 @@ from search.model import build_model
 # bench/epoch_speed.py measures each setting.
 JIT_COMPILE = True
 STEPS_PER_EXECUTION = 50
+# Validation images per step; None = the training batch. Larger batches run the same maths in fewer calls.
+VALIDATION_BATCH: int | None = 1000
 
 
 @dataclass(frozen=True)
@@ -89,44 +91,52 @@ def train(
         full_train: train on training + validation images (validation numbers are then optimistic).
     """
     start = time.perf_counter()
+    share_gpus()
     x_train, y_train = _training_arrays(data, full_train)
-    try:
-        model = build_model(config)
-        model.compile(
-            optimizer=_optimizer(config),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=JIT_COMPILE,
-            steps_per_execution=STEPS_PER_EXECUTION,
-        )
-        if initial_weights is not None:
-            # Build the optimizer first so its moments and step count load too, not only the weights.
-            model.optimizer.build(model.trainable_variables)
-            model.load_weights(initial_weights)
-        keeper = _KeepBest(monitor)
-        stopper = _StopOnNaN()
-        history = model.fit(
-            x_train,
-            y_train,
-            batch_size=config.batch_size,
-            epochs=epochs or config.epochs,
-            initial_epoch=initial_epoch,
-            validation_data=(data.x_val, data.y_val),
-            shuffle=True,
-            verbose=0,
-            callbacks=[stopper, *_schedule_callbacks(config, monitor), keeper, *callbacks],
-        ).history
-        keeper.restore(model)
-        if save_weights is not None:
-            model.save_weights(save_weights)
-        if save_model is not None:
-            model.save(save_model)
-        planned = (epochs or config.epochs) - initial_epoch
-        return _result(model, history, keeper, stopper, planned, initial_epoch, time.perf_counter() - start)
-    finally:
-        # Without this, every trial's graphs and weights stay alive and memory grows per trial.
-        keras.backend.clear_session(free_memory=True)
-        gc.collect()
+    model = build_model(config)
+    model.compile(
+        optimizer=_optimizer(config),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=JIT_COMPILE,
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    if initial_weights is not None:
+        # Build the optimizer first so its moments and step count load too, not only the weights.
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(initial_weights)
+    keeper = _KeepBest(monitor)
+    stopper = _StopOnNaN()
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=config.batch_size,
+        epochs=epochs or config.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=(data.x_val, data.y_val),
+        validation_batch_size=VALIDATION_BATCH,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stopper, *_schedule_callbacks(config, monitor), keeper, *callbacks],
+    ).history
+    keeper.restore(model)
+    if save_weights is not None:
+        model.save_weights(save_weights)
+    if save_model is not None:
+        model.save(save_model)
+    planned = (epochs or config.epochs) - initial_epoch
+    return _result(model, history, keeper, stopper, planned, initial_epoch, time.perf_counter() - start)
+
+
+def release_memory() -> None:
+    """Free what finished trainings left in this process: Keras's graphs, layer names and weights.
+
+    A search trains each trial in a process of its own (search/forked.py), which needs none of
+    this (it cost 0.4-0.8 s a trial); code that trains many models in one process calls it after each.
+    XLA's compiled programs stay all the same (BENCHMARKS.md "Memory").
+    """
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
 
 
 def _training_arrays(data: Mnist, full_train: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -27,20 +27,30 @@ SPACES: dict[str, Suggest] = {
 }
 
 
-def baseline_params(name: str, base: TrialConfig) -> dict[str, Any]:
-    """The parameters with which space `name` reproduces `base` (the study's first, baseline trial).
+# A space's best known config, as changes to the study's base config: a new study's trial 1, so
+# the search starts from a strong point as well as from the reference model (trial 0).
+PRIORS: dict[str, dict[str, Any]] = {"full": full.PRIOR}
+
+
+def prior(name: str, base: TrialConfig) -> TrialConfig | None:
+    """Space `name`'s best known config on top of `base` (its epochs and seed), if it has one."""
+    return base.replace(**PRIORS[name]) if name in PRIORS else None
+
+
+def params_for(name: str, config: TrialConfig) -> dict[str, Any]:
+    """The parameters with which space `name` reproduces `config` (a study's enqueued trials).
 
     Parameters are named after the config field they set, except `n_layers` and
     `units_layer_<k>`, which spell out `hidden_units`; the space is run once with a trial that
-    answers every suggestion from `base`, so conditional parameters come out right.
+    answers every suggestion from `config`, so conditional parameters come out right.
     """
-    probe = _BaselineProbe(base)
-    get_space(name)(probe, base)
+    probe = _Probe(config)
+    get_space(name)(probe, config)
     return probe.params
 
 
-class _BaselineProbe:
-    """An Optuna-style trial whose every suggestion is the base config's value for that parameter."""
+class _Probe:
+    """An Optuna-style trial whose every suggestion is the config's value for that parameter."""
 
     def __init__(self, base: TrialConfig) -> None:
         self.base, self.params = base, {}

@@ -14,6 +14,18 @@ from typing import Any
 from search.config import TrialConfig
 from spaces import augment, batchnorm, dropout, schedule, size
 
+# The best config known for this space (changes to the base config), queued as a new study's
+# trial 1 (spaces.PRIORS) so that a search starts from a strong point: at 20 epochs it reached
+# 99.03% and 98.99% validation accuracy (seeds 0 and 1) in 43-57 s of training on a 2-core CPU,
+# 98.9% at 10 epochs. Small shifts, a higher rate with cosine decay and no dropout did it.
+PRIOR: dict[str, Any] = {
+    "hidden_units": (512, 512),
+    "augment_translate": 0.05,
+    "lr_schedule": "cosine",
+    "learning_rate": 0.002,
+    "batch_size": 256,
+}
+
 
 def suggest(trial: Any, base: TrialConfig) -> TrialConfig:
     config = size.suggest(trial, base)

@@ -11,8 +11,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.study import StudySpec
-from spaces import baseline_params
+from search.backends import get_backend
+from search.storage import open_storage
+from search.study import StudySpec, open_study
+from spaces import params_for, prior
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ("run", "--space", "size", "--epochs", "1", "--subset", "300", "--seed", "3")
@@ -48,7 +50,7 @@ def test_baseline_is_the_reference_model_with_the_studys_epochs_and_seed(storage
     base = StudySpec(space="size", backend="tpe", epochs=1, subset=300, seed=3).base()
     assert (base.epochs, base.seed) == (1, 3)
     assert baseline.user_attrs["config"] == base.to_dict()
-    assert baseline.params == baseline_params("size", base)
+    assert baseline.params == params_for("size", base)
 
 
 def test_no_baseline_flag_gives_a_study_without_one(storage: str) -> None:
@@ -66,3 +68,17 @@ def test_rank_shows_each_trial_against_its_studys_baseline(storage: str) -> None
     assert float(ours[1]["vs_baseline"]) == pytest.approx(float(ours[1]["value"]) - baseline)
     # A study without a baseline has nothing to measure against.
     assert [row["vs_baseline"] for row in rows if row["study"] == "plain"] == [""]
+
+
+def test_a_new_full_study_queues_the_baseline_then_the_spaces_best_known_config(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}")
+    spec = StudySpec(space="full", backend="tpe", epochs=7, seed=2)
+    study = open_study(storage, "f", spec, get_backend("tpe")(seed=2, pruner="hyperband", epochs=7))
+    queued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    assert [t.user_attrs for t in queued] == [{"baseline": True}, {"prior": True}]
+    known = prior("full", spec.base())
+    assert (known.epochs, known.seed) == (7, 2)
+    assert queued[1].system_attrs["fixed_params"] == params_for("full", known)
+    without = StudySpec(space="full", backend="tpe", prior=False)
+    plain = open_study(storage, "g", without, get_backend("tpe")(seed=0, pruner="hyperband", epochs=20))
+    assert [t.user_attrs for t in plain.get_trials(deepcopy=False)] == [{"baseline": True}]

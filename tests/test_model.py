@@ -8,7 +8,7 @@ import pytest
 
 from search.config import TrialConfig
 from search.data import Mnist
-from search.model import build_model
+from search.model import FastDropout, build_model
 
 SMALL = TrialConfig(hidden_units=(32, 16, 8))
 AUGMENTED = SMALL.replace(augment_translate=0.15, augment_rotate=15.0, augment_zoom=0.15)
@@ -51,10 +51,10 @@ def test_dropout_goes_before_each_hidden_dense_and_not_before_the_output() -> No
     assert _kinds(model) == [
         "Rescaling",
         "Flatten",
-        *["Dropout", "Dense", "Activation"] * 3,
+        *["FastDropout", "Dense", "Activation"] * 3,
         "Dense",
     ]
-    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    rates = [layer.rate for layer in model.layers if isinstance(layer, FastDropout)]
     assert rates == pytest.approx([0.2, 0.4, 0.4])
     names = [layer.name for layer in model.layers]
     assert names.index("dropout_1") == names.index("dense_1") - 1
@@ -66,7 +66,7 @@ def test_dropout_goes_before_each_hidden_dense_and_not_before_the_output() -> No
 )
 def test_each_dropout_rate_is_independent(input_dropout: float, dropout: float, expected: list[str]) -> None:
     model = build_model(SMALL.replace(input_dropout=input_dropout, dropout=dropout))
-    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == expected
+    assert [layer.name for layer in model.layers if isinstance(layer, FastDropout)] == expected
 
 
 def test_batchnorm_before_activation_drops_the_dense_bias() -> None:
@@ -162,3 +162,13 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     other = build_model(SMALL.replace(seed=1)).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], other[0])
+
+
+def test_fast_dropout_zeroes_about_rate_of_the_units_scales_the_rest_and_only_in_training() -> None:
+    layer = FastDropout(0.3, seed=1)
+    ones = np.ones((200, 500), "float32")
+    dropped = np.asarray(layer(ones, training=True))
+    assert abs((dropped == 0).mean() - 0.3) < 0.01
+    assert np.allclose(dropped[dropped != 0], 1 / 0.7)  # the expected sum stays what it was
+    assert not np.array_equal(np.asarray(layer(ones, training=True)), dropped)  # a new mask every step
+    assert np.array_equal(np.asarray(layer(ones, training=False)), ones)

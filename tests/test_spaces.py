@@ -226,9 +226,19 @@ def test_fixed_trial_ignores_parameters_that_do_not_apply() -> None:
 
 @pytest.mark.parametrize("name", sorted(spaces.SPACES))
 def test_baseline_params_reproduce_the_reference_model(name):
-    params = spaces.baseline_params(name, BASE)
+    params = spaces.params_for(name, BASE)
     assert spaces.SPACES[name](optuna.trial.FixedTrial(params), BASE) == BASE
     # The baseline must be a point of the space, so a real Optuna trial accepts it as it is.
     study = optuna.create_study()
     study.enqueue_trial(params)
     assert spaces.SPACES[name](study.ask(), BASE) == BASE
+
+
+@pytest.mark.parametrize("name", sorted(spaces.PRIORS))
+def test_a_spaces_best_known_config_is_a_point_of_it(name):
+    known = spaces.prior(name, BASE)
+    assert known != BASE
+    params = spaces.params_for(name, known)
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    assert spaces.SPACES[name](study.ask(), BASE) == known

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,14 @@ class Backend:
     After each trial the driver calls `trial_finished(study, trial)` with the recorded trial.
     The per-trial user attrs a backend may set: `epochs` (train up to this epoch),
     `initial_epoch` and `initial_weights` (continue a parent's training), `save_weights`.
+    Each trial samples in a process forked for it, with the sampler `make_sampler(count)` makes
+    for a study holding `count` trials (seeded from the backend's seed and `count`, so every
+    trial draws afresh); a backend whose trials are all enqueued leaves it None.
     """
 
     sampler: optuna.samplers.BaseSampler
     pruner: optuna.pruners.BasePruner
+    make_sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
     stop_reason: str = "the backend has no new trials to offer"
 
     def next_trial(self, study: optuna.Study) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import optuna
 
 from search.backends._base import Backend
@@ -25,10 +26,17 @@ PRUNERS = ("hyperband", "median", "successive-halving", "none")
 
 
 def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[..., Backend]:
-    def factory(*, seed: int, pruner: str, epochs: int, **_: object) -> Backend:
+    def make_quietly(seed: int) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return Backend(sampler=make(seed), pruner=_pruner(pruner, epochs))
+            return make(seed)
+
+    def factory(*, seed: int, pruner: str, epochs: int, **_: object) -> Backend:
+        def for_trial(count: int) -> optuna.samplers.BaseSampler:
+            # Mixed, not added: seeds n and n+1 can draw the same first values (they do in numpy).
+            return make_quietly(int(np.random.SeedSequence((seed, count)).generate_state(1)[0]))
+
+        return Backend(sampler=make_quietly(seed), pruner=_pruner(pruner, epochs), make_sampler=for_trial)
 
     return factory
 

@@ -1,0 +1,85 @@
+"""Work in a forked child process: each trial trains in one, so a long search's memory stays flat.
+
+TensorFlow keeps every XLA program it compiles until its process ends, about 30 MB a trial on
+this project's models (bench/memory.py), and Keras's `clear_session` does not free them. A child
+forked for a trial takes them along when it exits. Forking is cheap: the driver has imported
+TensorFlow and loaded the data, but never runs an op, so each child starts its own runtime
+from a clean copy (and, on a GPU, its own CUDA context: the driver must never touch the GPU).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+_FORK = multiprocessing.get_context("fork")
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class ChildDied(Exception):
+    """The child ended without an answer: killed by a signal (the out-of-memory killer, say)."""
+
+
+class Forked(Generic[T]):
+    """`task()` running in a forked child; `result()` waits for its return value or its exception.
+
+    The child runs in a process group of its own, so a Ctrl-C in the terminal reaches it once,
+    forwarded from here, and not twice; it dies with this process if this one is killed.
+    """
+
+    def __init__(self, task: Callable[[], T]) -> None:
+        reader, writer = _FORK.Pipe(duplex=False)
+        # Not a daemon: at exit, multiprocessing waits for a child still recording its trial
+        # instead of killing it.
+        self.process = _FORK.Process(target=_child, args=(task, writer, os.getpid()))
+        self.process.start()
+        writer.close()
+        self.reader = reader
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def result(self) -> T:
+        """The task's return value; its exception is raised here (KeyboardInterrupt included)."""
+        try:
+            ok, value = self.reader.recv()
+        except EOFError:
+            self.process.join()
+            code = self.process.exitcode
+            how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+            raise ChildDied(f"its process {how}") from None
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM here: the child stops too, records what it was doing, and ends.
+            if self.process.is_alive():
+                os.kill(self.pid, signal.SIGINT)
+            self.process.join()
+            raise
+        finally:
+            self.reader.close()
+        self.process.join()
+        if ok:
+            return value
+        raise value
+
+
+def _child(task: Callable[[], Any], answer: Connection, parent: int) -> None:
+    os.setpgid(0, 0)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    try:
+        answer.send((True, task()))
+    except BaseException as error:  # every exception goes back to the parent, which raises it
+        try:
+            answer.send((False, error))
+        except Exception:  # an exception that cannot be pickled still tells what happened
+            answer.send((False, RuntimeError(f"{type(error).__name__}: {error}")))

@@ -1,0 +1,70 @@
+"""Each trial in a forked child: answers and exceptions come back, and a killed child fails only its trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from test_workers import LIMIT, TINY, start_search, stop, trials_of
+
+from search.errors import UserError
+from search.forked import ChildDied, Forked
+
+
+def test_the_child_s_answer_comes_back_from_another_process() -> None:
+    assert Forked(os.getpid).result() != os.getpid()
+
+
+def test_the_child_s_exception_is_raised_in_the_parent() -> None:
+    def refuse() -> None:
+        raise UserError("no such space")
+
+    with pytest.raises(UserError, match="no such space"):
+        Forked(refuse).result()
+
+
+def test_a_child_killed_by_a_signal_is_reported_as_such() -> None:
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    with pytest.raises(ChildDied, match="killed by SIGKILL"):
+        Forked(die).result()
+
+
+def test_a_trial_whose_process_is_killed_fails_with_the_reason_and_the_search_goes_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ("--backend", "random", "--pruner", "none", "--epochs", "30", "--trials", "2", "--no-baseline")
+    parent = start_search("run", *TINY, *args, "--study", "k", "--storage", url)
+    try:
+        child = _trial_process_of(parent.pid)
+        time.sleep(3)  # inside training, not between trials
+        os.kill(child, signal.SIGKILL)
+        output, _ = parent.communicate(timeout=LIMIT)
+    finally:
+        stop(parent)
+    assert parent.returncode == 0, output
+    trials = trials_of(url, "k")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs["fail_reason"] == "its process was killed by SIGKILL"
+    assert "done: 2 complete, 0 pruned, 1 failed trials" in output
+
+
+def _trial_process_of(parent: int) -> int:
+    """The pid of the child `parent` forked for its first trial, once there is one."""
+    deadline = time.monotonic() + LIMIT
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                if int(fields[1]) == parent:
+                    return int(entry.name)
+        time.sleep(0.2)
+    raise AssertionError(f"process {parent} forked no trial process within {LIMIT} s")
