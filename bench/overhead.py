@@ -28,7 +28,8 @@ from search.data import load_mnist
 from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import StudySpec, open_study, run_trials
+from search.study import StudySpec, open_study
+from search.trials import run_trials
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_OVERHEAD = 0.01
