@@ -33,8 +33,9 @@ from search.model import build_model
 from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import StudySpec, open_study, run_trials
+from search.study import StudySpec, open_study
 from search.train import train
+from search.trials import run_trials
 from spaces import full
 
 AUGMENT_FIELDS = ("augment_translate", "augment_rotate", "augment_zoom")

@@ -25,8 +25,9 @@ from search.data import load_mnist
 from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import StudySpec, open_study, run_trials
+from search.study import StudySpec, open_study
 from search.train import release_memory
+from search.trials import run_trials
 
 TARGET_MB = 100
 

@@ -72,6 +72,11 @@ def stored_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
 
 
+def engine_of(study: optuna.Study) -> sqlalchemy.engine.Engine:
+    """The SQLAlchemy engine under a study's RDB storage, for reads Optuna's API makes slow."""
+    return study._storage._backend.engine  # Optuna wraps the RDBStorage in a cache; no public accessor
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a `sqlite:///path` URL (None for in-memory or other databases)."""
     if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):

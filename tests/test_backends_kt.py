@@ -20,7 +20,8 @@ from search.errors import UserError
 from search.objective import Objective
 from search.progress import Progress
 from search.storage import open_storage
-from search.study import StudySpec, open_study, run_study, run_trials
+from search.study import StudySpec, open_study, run_study
+from search.trials import run_trials
 from spaces import SPACES
 
 # The oracle tests drive the study with ask/tell, which Optuna's heartbeat storage warns about.

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 import spaces
 from search.config import TrialConfig
 from search.errors import UserError
+from search.rank import load_studies, state_counts, trial_rows
 from search.study import StudySpec, run_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -234,6 +235,38 @@ def test_rank_in_every_format(tmp_path):
     markdown = _cli("rank", "--storage", url, "--format", "markdown").stdout
     assert markdown.startswith("| rank | study |")
     assert _cli("rank", "--storage", url, "--top", "1", "--format", "csv").stdout.count("\n") == 2
+
+
+def test_rank_reads_what_optuna_reads(tmp_path):
+    """The leaderboard's own queries against Optuna's API, on every state and attr a row shows."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="r", storage=url, direction="maximize")
+    value = optuna.distributions.FloatDistribution(0, 1)
+    for number, (state, accuracy) in enumerate(
+        [(TrialState.COMPLETE, 0.91), (TrialState.PRUNED, None), (TrialState.COMPLETE, 0.95), (TrialState.FAIL, None)]
+    ):
+        attrs = {"config": TrialConfig(seed=number).to_dict(), "seconds": 1.5 * number, "epochs_run": number}
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=accuracy,
+                params={"x": 0.5},
+                distributions={"x": value},
+                intermediate_values={1: 0.5},
+                user_attrs={**attrs, "baseline": number == 0},
+            )
+        )
+    study.ask()  # one running
+    loaded = load_studies(url)[0]
+    rows = trial_rows(loaded)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert [(r["trial"], r["value"], r["seconds"], r["epochs"]) for r in rows] == [
+        (t.number, t.value, t.user_attrs["seconds"], t.user_attrs["epochs_run"]) for t in complete
+    ]
+    assert [r["vs_baseline"] for r in rows] == pytest.approx([0.0, 0.04])
+    assert rows[1]["layers"] == "-".join(map(str, TrialConfig().hidden_units))
+    counted = state_counts([loaded]).iloc[0]
+    assert (counted["complete"], counted["pruned"], counted["fail"], counted["running"]) == (2, 1, 1, 1)
 
 
 def test_rank_errors_are_one_line(tmp_path):

@@ -1,0 +1,122 @@
+"""The trial loop: run trials until a study holds enough, each in a process forked for it."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from search._keras import runtime_started
+from search.backends import Backend
+from search.forked import ChildDied, Forked
+from search.objective import Objective, SurplusTrial, TrainingDiverged
+from search.storage import stored_trial
+from search.train import release_memory
+
+_POLL_SECONDS = 5
+# A space where every trial fails would otherwise run forever: failed trials don't count as finished.
+MAX_FAILURES_IN_A_ROW = 10
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials the study holds in each state (lower-case state names)."""
+    result = {state.name.lower(): 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        result[trial.state.name.lower()] += 1
+    return result
+
+
+def run_trials(
+    study: optuna.Study, backend: Backend, objective: Objective, n_trials: int, timeout: float | None = None
+) -> None:
+    """Run trials until the study holds `n_trials` finished ones (complete or pruned), or time is up.
+
+    Trials of other workers count too: while they run, this worker waits for them rather than
+    starting more than were asked for, and takes over a killed worker's trial once its
+    heartbeat has gone stale (Optuna fails it and queues it again with the same parameters).
+    """
+    deadline = time.monotonic() + timeout if timeout else math.inf
+    failures_in_a_row = 0
+    while time.monotonic() < deadline and failures_in_a_row < MAX_FAILURES_IN_A_ROW:
+        now = counts(study)
+        finished = now["complete"] + now["pruned"]
+        if finished >= n_trials:
+            return
+        if not now["waiting"] and finished + now["running"] >= n_trials:
+            time.sleep(_POLL_SECONDS)
+            with warnings.catch_warnings():  # experimental since Optuna 2.9, and still how optimize() does it
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            continue
+        if not now["waiting"] and not backend.next_trial(study):
+            objective.progress.note(f"{backend.stop_reason}; stopping")
+            return
+        _train_next(study, backend, objective)
+        if objective.last_number is None:
+            failures_in_a_row += 1
+            continue
+        trial = stored_trial(study, objective.last_number)
+        backend.trial_finished(study, trial)
+        if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
+            continue
+        failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        objective.progress.trial_finished(trial, study)
+    if time.monotonic() >= deadline:
+        objective.progress.note("time is up (--timeout): no new trial starts; run the same command to go on")
+    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+        objective.progress.note(
+            f"stopping: the last {failures_in_a_row} trials all failed; see their fail_reason in `search rank` "
+            "and narrow the space (a learning rate too high makes the loss NaN)"
+        )
+
+
+def _train_next(study: optuna.Study, backend: Backend, objective: Objective) -> None:
+    """Run the next trial in a process forked for it (search/forked.py); sets `objective.last_number`.
+
+    A trial whose process died (killed, out of memory) is recorded as failed here. A process
+    that has run TensorFlow already (a notebook, the tests) cannot fork safely: it trains here.
+    """
+    before = objective.last_number
+    count = len(study.get_trials(deepcopy=False))
+    if runtime_started():
+        _one_trial(study, backend, objective, count)
+        release_memory()
+        return
+    child = Forked(functools.partial(_one_trial, study, backend, objective, count))
+    try:
+        objective.last_number = child.result()
+    except KeyboardInterrupt:
+        objective.last_number = _newest_trial_of(study, objective.worker, after=before)
+        raise
+    except ChildDied as died:
+        objective.last_number = _newest_trial_of(study, objective.worker, after=before)
+        if objective.last_number is None:
+            objective.progress.note(f"a trial's process ended before its trial began: {died}")
+            return
+        trial = stored_trial(study, objective.last_number)
+        if trial.state == TrialState.RUNNING:
+            optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", str(died))
+            study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _one_trial(study: optuna.Study, backend: Backend, objective: Objective, count: int) -> int | None:
+    """One trial, in its own process: sample, train, record."""
+    if backend.make_sampler is not None:
+        # The fork copied the driver's sampler, random state and all: every trial would draw alike.
+        study.sampler = backend.make_sampler(count)
+    study.optimize(objective, n_trials=1, catch=(TrainingDiverged, SurplusTrial))
+    return objective.last_number
+
+
+def _newest_trial_of(study: optuna.Study, worker: str, *, after: int | None) -> int | None:
+    """The number of the newest trial `worker` began after trial `after`, if any."""
+    mine = [
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("worker") == worker and (after is None or t.number > after)
+    ]
+    return max(mine, default=None)
