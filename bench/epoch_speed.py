@@ -21,16 +21,12 @@ from search._keras import keras
 from search.config import TrialConfig
 from search.data import Mnist, load_mnist
 
-# Variants of the project's trainer: (XLA, steps per execution, validation batch; None = the
-# training batch). The first is what train() uses.
+# Variants of the project's trainer: (XLA, steps per execution). The first is what train() uses.
 VARIANTS = {
-    "trainer (as built)": (trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION, trainer.VALIDATION_BATCH),
-    "trainer, XLA, 50 steps/call": (True, 50, None),
-    "trainer, XLA, 250 steps/call": (True, 250, None),
-    "trainer, XLA, 50 steps/call, validation batch 1000": (True, 50, 1000),
-    "trainer, XLA, 250 steps/call, validation batch 1000": (True, 250, 1000),
-    "trainer, XLA only (1 step/call)": (True, 1, None),
-    "trainer, no XLA (50 steps/call)": (False, 50, None),
+    "trainer (as built)": (trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION),
+    "trainer, XLA, 50 steps/call": (True, 50),
+    "trainer, XLA only (1 step/call)": (True, 1),
+    "trainer, no XLA": (False, trainer.STEPS_PER_EXECUTION),
 }
 
 
@@ -76,17 +72,17 @@ def reference_script(data: Mnist, epochs: int) -> list[float]:
     return timer.seconds[1:]
 
 
-def project_trainer(data: Mnist, epochs: int, settings: tuple[bool, int, int | None]) -> list[float]:
+def project_trainer(data: Mnist, epochs: int, settings: tuple[bool, int]) -> list[float]:
     """search.train.train on the reference config, with the trainer's settings patched for variants."""
-    saved = trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION, trainer.VALIDATION_BATCH
-    trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION, trainer.VALIDATION_BATCH = settings
+    saved = trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION
+    trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION = settings
     try:
         timer = EpochTimer()
         trainer.train(TrialConfig(epochs=epochs), data, [timer])
         trainer.release_memory()
         return timer.seconds[1:]
     finally:
-        trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION, trainer.VALIDATION_BATCH = saved
+        trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION = saved
 
 
 def gemm_gflops(size: int = 1024, repeats: int = 20) -> float:

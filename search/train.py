@@ -20,9 +20,7 @@ from search.model import build_model
 # (no XLA on CPU, one step per call) spends more on dispatch than on a small MLP's maths.
 # bench/epoch_speed.py measures each setting.
 JIT_COMPILE = True
-STEPS_PER_EXECUTION = 50
-# Validation images per step; None = the training batch. Larger batches run the same maths in fewer calls.
-VALIDATION_BATCH: int | None = 1000
+STEPS_PER_EXECUTION = 250
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,6 @@ def train(
         epochs=epochs or config.epochs,
         initial_epoch=initial_epoch,
         validation_data=(data.x_val, data.y_val),
-        validation_batch_size=VALIDATION_BATCH,
         shuffle=True,
         verbose=0,
         callbacks=[stopper, *_schedule_callbacks(config, monitor), keeper, *callbacks],
