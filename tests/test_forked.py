@@ -54,7 +54,11 @@ def test_a_trial_whose_process_is_killed_fails_with_the_reason_and_the_search_go
 
 
 def _trial_process_of(parent: int) -> int:
-    """The pid of the child `parent` forked for its first trial, once there is one."""
+    """The pid of the child `parent` forked for its first trial, once there is one.
+
+    A fork has its parent's command line; other children (pip fetching MNIST) have their own.
+    """
+    command = Path(f"/proc/{parent}/cmdline").read_bytes()
     deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline:
         for entry in Path("/proc").iterdir():
@@ -62,9 +66,10 @@ def _trial_process_of(parent: int) -> int:
                 try:
                     # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'.
                     fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    forked = (entry / "cmdline").read_bytes() == command
                 except (FileNotFoundError, ProcessLookupError):
                     continue
-                if int(fields[1]) == parent:
+                if int(fields[1]) == parent and forked:
                     return int(entry.name)
         time.sleep(0.2)
     raise AssertionError(f"process {parent} forked no trial process within {LIMIT} s")
