@@ -43,10 +43,6 @@ class Forked(Generic[T]):
         writer.close()
         self.reader = reader
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def result(self) -> T:
         """The task's return value; its exception is raised here (KeyboardInterrupt included)."""
         try:
@@ -59,7 +55,7 @@ class Forked(Generic[T]):
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM here: the child stops too, records what it was doing, and ends.
             if self.process.is_alive():
-                os.kill(self.pid, signal.SIGINT)
+                os.kill(self.process.pid, signal.SIGINT)
             self.process.join()
             raise
         finally:
