@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -179,7 +180,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--epochs", type=_positive, default=20, help="maximum epochs per trial (default: %(default)s)")
     run.add_argument(
         "--subset",
-        type=int,
+        type=_count,
         default=0,
         help="train on the first N of the 50,000 training images, for quick looks; 0 = all (default)",
     )
@@ -252,7 +253,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out-dir", type=_path, help="folder for the .keras model and scores (default: the config's)")
     train.add_argument(
-        "--subset", type=int, default=0, help="train on the first N training images, for quick looks; 0 = all (default)"
+        "--subset",
+        type=_count,
+        default=0,
+        help="train on the first N training images, for quick looks; 0 = all (default)",
     )
     train.set_defaults(handler=_train)
 
@@ -324,9 +328,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _minutes_as_seconds(text: str) -> float:
     value = float(text)
-    if value < 0:
+    if not 0 <= value < math.inf:  # NaN fails this too
         raise argparse.ArgumentTypeError(f"must be 0 or more minutes, got {text}")
     return value * 60
 

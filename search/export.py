@@ -75,13 +75,15 @@ def read_yaml(path: Path) -> Exported:
     """Read and validate a config file: an exported one, or a bare mapping of every config key.
 
     Only `yaml.safe_load` reads it, so a file can hold data but never run code. Raises a
-    one-line UserError for a missing file, malformed YAML (with its line), an unknown
+    one-line UserError for a missing or binary file, malformed YAML (with its line), an unknown
     top-level key, and every config error (unknown, missing, mistyped or out-of-range key).
     """
     try:
         text = path.read_text()
     except OSError as error:
         raise UserError(f"cannot read {path} ({error.strerror}); export one with `make export`") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (not UTF-8); give the YAML file `make export` wrote") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:

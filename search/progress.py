@@ -29,9 +29,11 @@ def format_seconds(seconds: float) -> str:
 class Progress:
     """Prints trial lines to `out`; on a terminal it also redraws a bar on stderr as epochs finish."""
 
-    def __init__(self, n_trials: int, objective: str, out: TextIO = sys.stdout) -> None:
+    def __init__(self, n_trials: int, objective: str, out: TextIO = sys.stdout, timeout: float | None = None) -> None:
+        """`timeout`: the seconds after which no new trial starts (the search's budget), if any."""
         self.n_trials, self.objective, self.out = n_trials, objective, out
         self.started = time.monotonic()
+        self.deadline = self.started + timeout if timeout else math.inf
         self.trained_here = 0
         self.tty = sys.stderr.isatty()
         self.status = ""
@@ -63,13 +65,21 @@ class Progress:
         trials = study.get_trials(deepcopy=False)
         done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         filled = min(_BAR_WIDTH, _BAR_WIDTH * done // max(1, self.n_trials))
-        per_trial = (time.monotonic() - self.started) / max(1, self.trained_here)
-        eta = format_seconds(per_trial * max(0, self.n_trials - done))
+        eta = format_seconds(self.eta(done))
         try:
             best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
         except ValueError:
             best = "no complete trial yet"
         return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{self.n_trials} trials  {best}  ETA {eta}"
+
+    def eta(self, done: int) -> float:
+        """Seconds left: what the remaining trials take at this worker's pace, or the budget's rest if sooner.
+
+        The bar is drawn between trials, and past the budget no trial starts: then nothing is left.
+        """
+        now = time.monotonic()
+        per_trial = (now - self.started) / max(1, self.trained_here)
+        return min(per_trial * max(0, self.n_trials - done), max(0.0, self.deadline - now))
 
     def _clear(self) -> None:
         if self.tty:

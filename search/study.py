@@ -16,7 +16,7 @@ from search.config import OBJECTIVES, TrialConfig
 from search.data import load_mnist
 from search.errors import UserError
 from search.objective import Objective, library_versions
-from search.progress import Progress
+from search.progress import Progress, format_seconds
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
@@ -174,11 +174,13 @@ def _check(spec: StudySpec) -> None:
 
 def _work(study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int, timeout: float | None) -> int:
     data = load_mnist()
-    progress = Progress(n_trials, spec.objective)
+    progress = Progress(n_trials, spec.objective, timeout=timeout)
     now = counts(study)
+    budget = f"no new trial after {format_seconds(timeout)}" if timeout else "no time limit"
     progress.note(
         f"study '{study.study_name}': space {spec.space}, backend {spec.backend}, pruner {spec.pruner}, "
-        f"{spec.objective}, up to {spec.epochs} epochs; {now['complete'] + now['pruned']} of {n_trials} trials done"
+        f"{spec.objective}, up to {spec.epochs} epochs; {now['complete'] + now['pruned']} of {n_trials} trials "
+        f"done; budget: {n_trials} trials, {budget}"
     )
     objective = Objective(spec, data, n_trials, progress)
     signal.signal(signal.SIGTERM, _interrupt)

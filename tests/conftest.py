@@ -1,19 +1,49 @@
-"""Shared fixtures: the real MNIST split and a tiny slice of it for fast training tests."""
+"""Shared fixtures and helpers: the real MNIST split, a tiny slice of it, and ways to run and watch `search`.
+
+Helpers that wait for another process wait for a state, never for a fixed time: they poll with
+a generous deadline (`LIMIT`) and name what never happened, so a slow or busy machine is only slower.
+"""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import glob
+import itertools
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import optuna
+import psycopg
 import pytest
+from optuna.trial import FrozenTrial
 
+from search.backends import Backend
+from search.config import TrialConfig
 from search.data import DATA_DIR, Mnist, load_mnist
+from search.storage import open_storage
+from spaces import SPACES
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Big enough for a one-hidden-layer MLP to learn in two epochs, small enough for ~2 s of training.
 TINY_TRAIN = 2_000
 TINY_VAL = 500
+# Tiny searches from the command line: the size space on 300 training images (validation: all 10,000).
+TINY_RUN = ("--space", "size", "--subset", "300", "--timeout", "10")
+LIMIT = 600  # seconds a tiny search or a state may take on a loaded 2-core machine before a test gives up
+POLL_SECONDS = 0.2
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +62,148 @@ def tiny_mnist(mnist: Mnist) -> Mnist:
         x_val=mnist.x_val[:TINY_VAL],
         y_val=mnist.y_val[:TINY_VAL],
     )
+
+
+def wait_for(
+    condition: Callable[[], T | None], what: str, *, limit: float = LIMIT, alive: subprocess.Popen | None = None
+) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail naming `what` at the deadline.
+
+    With `alive`, also fail at once if that process has ended (the state would never come).
+    """
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        if alive is not None and alive.poll() is not None:
+            output = alive.communicate()[0] if alive.stdout else ""
+            pytest.fail(f"{what}: never happened, the process ended with status {alive.returncode}\n{output}")
+        time.sleep(POLL_SECONDS)
+    pytest.fail(f"{what}: never happened within {limit} s")
+
+
+def search_cli(*args: str, cwd: Path = REPO, timeout: float = LIMIT) -> subprocess.CompletedProcess[str]:
+    """`python -m search ARGS` to the end, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def start_search(*args: str) -> subprocess.Popen:
+    """`python -m search ARGS` in the background, stdout and stderr together."""
+    command = [sys.executable, "-m", "search", *args]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(parent: subprocess.Popen) -> None:
+    """End a `search run` left running by a failed check; SIGTERM, which it passes on to its workers."""
+    if parent.poll() is None:
+        parent.terminate()
+        try:
+            parent.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            parent.kill()
+
+
+def trials_of(url: str, study: str) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(deepcopy=False)
+
+
+def assert_no_number_twice(trials: list[FrozenTrial]) -> None:
+    twice = [n for n, k in collections.Counter(t.number for t in trials).items() if k > 1]
+    assert not twice, f"trial numbers handed out twice: {twice}"
+
+
+def epochs_reported(db: Path, number: int) -> int:
+    """How many epochs trial `number` has reported; plain sqlite3, since the search may be creating the tables."""
+    query = (
+        "SELECT count(*) FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id WHERE t.number = ?"
+    )
+    try:
+        with sqlite3.connect(db) as connection:
+            return connection.execute(query, (number,)).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def drive(backend: Backend, study: optuna.Study, space: str, score: Callable[[TrialConfig], float], limit: int) -> int:
+    """The driver's loop with a made-up score instead of training: the algorithm's bookkeeping alone.
+
+    As `search.trials` does: the backend may queue the next trial; an Optuna backend samples with
+    the sampler it makes for the study's trial count. Returns the trials run (fewer once it stops).
+    """
+    done = 0
+    while done < limit and backend.next_trial(study):
+        if backend.make_sampler is not None:
+            study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
+        trial = study.ask()
+        value = score(SPACES[space](trial, TrialConfig()))
+        trial.set_user_attr("history", {"val_accuracy": [value], "val_loss": [1 - value]})
+        trial.set_user_attr("first_epoch", 1)
+        backend.trial_finished(study, study.tell(trial, value))
+        done += 1
+    return done
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def require_service(reason: str) -> None:
+    """Skip for want of a server or browser, or fail when CI installed them (REQUIRE_SERVICES=1)."""
+    if os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _postgres_programs() -> Path | None:
+    """The folder of initdb and pg_ctl: Debian's newest /usr/lib/postgresql/<version>/bin, else the PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Callable[[], str]]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 for the whole run; each call makes a fresh database URL."""
+    programs = _postgres_programs()
+    if programs is None:
+        require_service("PostgreSQL server programs (initdb, pg_ctl) not installed; apt-get install postgresql")
+    # PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user then.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="search-pg-"))
+    if as_user:
+        shutil.chown(folder, "postgres")
+    port = free_port()
+    data = folder / "data"
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=LIMIT)
+
+    run(str(programs / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+    # fsync off: a test cluster is thrown away, and syncing would only slow the workers down.
+    options = f"-h 127.0.0.1 -p {port} -k {folder} -F"
+    run(str(programs / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+    numbers = itertools.count()
+
+    def new_database() -> str:
+        name = f"search{next(numbers)}"
+        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        run(str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty storage of each engine the product supports: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'studies.db'}"
+    return request.getfixturevalue("postgres_server")()

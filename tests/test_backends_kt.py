@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import drive
 from optuna.trial import TrialState
 
 from search.backends import get_backend
@@ -102,19 +103,6 @@ def test_bayesian_oracle_on_a_tiny_real_run(tmp_path):
     _assert_recorded_alike(study, tmp_path / ".kt" / "s")
 
 
-def _drive(backend, study: optuna.Study, space: str, score, limit: int = 1_000) -> int:
-    """The driver's loop with a made-up score instead of training: the oracle's bookkeeping alone."""
-    done = 0
-    while done < limit and backend.next_trial(study):
-        trial = study.ask()
-        value = score(SPACES[space](trial, TrialConfig()))
-        trial.set_user_attr("history", {"val_accuracy": [value], "val_loss": [1 - value]})
-        trial.set_user_attr("first_epoch", 1)
-        backend.trial_finished(study, study.tell(trial, value))
-        done += 1
-    return done
-
-
 def _opened(tmp_path: Path, spec: StudySpec) -> tuple[object, optuna.Study]:
     """A backend and its study as `search run` opens them, without running trials."""
     backend = get_backend(spec.backend)(seed=0, pruner="none", epochs=1, study="s", spec=spec, storage=_url(tmp_path))
@@ -130,7 +118,7 @@ def test_bayesian_model_proposes_values_inside_the_space(tmp_path):
     spec = _spec("kt-bayesian", space="schedule")
     backend, study = _opened(tmp_path, spec)
     initial = 3 * len(kt_space("schedule", spec.base()).space)  # Keras Tuner's random start
-    assert _drive(backend, study, "schedule", _closeness, limit=initial + 1) == initial + 1
+    assert drive(backend, study, "schedule", _closeness, limit=initial + 1) == initial + 1
     for trial in study.trials[initial:]:  # the Gaussian process's proposals, taken as they are
         recorded = _kt_trial(tmp_path / ".kt" / "s", trial.user_attrs["kt_trial_id"])["hyperparameters"]["values"]
         assert recorded == trial.params
@@ -140,7 +128,7 @@ def test_bayesian_model_proposes_values_inside_the_space(tmp_path):
 def test_exhausted_space_ends_the_run_with_keras_tuners_reason(tmp_path, mnist):
     spec = _spec("kt-random", space="augment")  # 4 x 5 x 4 = 80 points
     backend, study = _opened(tmp_path, spec)
-    done = _drive(backend, study, "augment", lambda config: config.augment_rotate / 100)
+    done = drive(backend, study, "augment", lambda config: config.augment_rotate / 100, limit=1_000)
     assert len({tuple(t.params.values()) for t in study.trials}) == done and 40 < done <= 80
     assert "triggered exit" in backend.stop_reason
     del backend

@@ -6,15 +6,13 @@ import datetime
 import importlib
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import optuna
 import pytest
+from conftest import LIMIT, REPO
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))  # the scripts import each other by name, as `python bench/x.py` does
 run_all = importlib.import_module("run_all")
 search_efficiency = importlib.import_module("search_efficiency")
@@ -108,26 +106,28 @@ def test_figures_count_what_finished_within_the_budget():
     assert search_efficiency.reach_seconds(never, 0.98, budget=1.0) == 60.0, "not reached counts as the budget"
 
 
-def test_a_tiny_real_run_stops_at_the_budget_and_writes_its_table(tmp_path):
+def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
+    """A run far longer than its budget (1,000 epochs): the cut is certain however fast the machine."""
     benchmarks = tmp_path / "BENCHMARKS.md"
     benchmarks.write_text("# Benchmarks\n\n## Workers\n\nhand-written\n")
     out = tmp_path / "runs"
-    started = time.monotonic()
-    command = ["--budget", "0.3", "--subset", "500", "--epochs", "2", "--backends", "tpe"]
+    command = ["--budget", "0.3", "--subset", "500", "--epochs", "1000", "--backends", "tpe"]
     printed = subprocess.run(
         [sys.executable, "bench/search_efficiency.py", *command, "--out", str(out), "--benchmarks", str(benchmarks)],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
+        timeout=LIMIT,  # unstopped, 1,000 epochs take far longer
     ).stdout
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.3 * 60 + 40, f"the run was not stopped at its budget ({elapsed:.0f} s)"
     row = next(line for line in printed.splitlines() if line.startswith("| tpe | 0 |")).split(" | ")
-    assert int(row[5]) >= 1, f"the baseline trial (2 epochs on 500 images) should finish in 18 s: {row}"
+    # On a slow machine the budget may end before the baseline trial even starts: then nothing was cut.
+    assert (int(row[5]), int(row[6])) == (0, 0) and int(row[7]) <= 1, f"no trial may finish: {row}"
     storage = f"sqlite:///{out / 'efficiency.db'}"
     trials = optuna.load_study(study_name="tpe-seed0", storage=storage).trials
-    assert trials[0].state == TrialState.COMPLETE and trials[0].user_attrs["baseline"]
+    assert trials[0].user_attrs["baseline"]
+    assert all(t.state in (TrialState.WAITING, TrialState.FAIL, TrialState.RUNNING) for t in trials)
+    assert all(len(t.intermediate_values) < 1000 for t in trials)
     written = benchmarks.read_text()
     assert written.startswith("# Benchmarks\n\n## Workers\n\nhand-written\n")
     # A short budget never replaces the 20-minute comparison the targets are judged on.

@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
+
+from conftest import search_cli
 
 from search.config import TrialConfig
-
-REPO = Path(__file__).resolve().parents[1]
-SPACE_NAMES = ("size", "dropout", "batchnorm", "schedule", "augment", "full")
+from spaces import SPACES
 
 
-def _search(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-def test_spaces_lists_all_six_with_their_docs() -> None:
-    result = _search("spaces")
+def test_spaces_lists_every_registered_space_with_its_docs() -> None:
+    result = search_cli("spaces")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     headings = [line for line in lines if line and not line.startswith(" ")]
-    assert headings == list(SPACE_NAMES)
+    assert headings == list(SPACES)
     assert "  Space `size`: how deep and how wide" in result.stdout
     assert "units_layer_<k>" in result.stdout
 
 
 def test_schema_has_a_row_per_config_field() -> None:
-    result = _search("schema")
+    result = search_cli("schema")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "| key | type | allowed | default | meaning |"
@@ -45,13 +36,13 @@ def test_schema_has_a_row_per_config_field() -> None:
 
 
 def test_unknown_command_fails_with_a_usage_message() -> None:
-    result = _search("frobnicate")
+    result = search_cli("frobnicate")
     assert result.returncode != 0
     assert "frobnicate" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_no_command_fails() -> None:
-    result = _search()
+    result = search_cli()
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,20 @@ def test_schema_table_matches_the_code():
     assert table == generated, "README's schema table is stale: paste `python -m search schema` between the markers"
 
 
-def test_readme_shows_the_two_setup_commands():
-    readme = (REPO / "README.md").read_text()
-    assert "make search SPACE=full" in readme
-    assert "make test" in readme
+def test_every_make_command_the_docs_show_is_a_makefile_target():
+    """A renamed or removed target must not leave the README (or docs/) promising a command that fails."""
+    makefile = (REPO / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    shown = {
+        name for doc in docs for code in _code(doc.read_text()) for name in re.findall(r"\bmake ([a-z][\w-]*)", code)
+    }
+    assert {"search", "test"} <= shown, "the README must show the two set-up commands"
+    assert shown <= targets, f"shown but not in the Makefile: {sorted(shown - targets)}"
+
+
+def _code(markdown: str) -> list[str]:
+    """The fenced blocks and inline `code` spans of a markdown text: where commands are shown."""
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", markdown, re.M | re.S)
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", markdown, flags=re.M | re.S)
+    return fenced + re.findall(r"`([^`\n]+)`", prose)

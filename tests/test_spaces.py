@@ -108,10 +108,6 @@ def test_every_space_module_has_a_docstring(space_name: str) -> None:
     assert doc and doc.startswith(f"Space `{space_name}`"), doc
 
 
-def test_get_space_returns_the_registered_function(space_name: str) -> None:
-    assert spaces.get_space(space_name) is spaces.SPACES[space_name]
-
-
 def test_unknown_space_lists_the_known_ones() -> None:
     with pytest.raises(UserError) as error:
         spaces.get_space("nope")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import LIMIT, REPO, epochs_reported, search_cli, stop, wait_for
 from optuna.trial import TrialState
 
 import spaces
@@ -21,7 +19,6 @@ from search.errors import UserError
 from search.rank import load_studies, state_counts, trial_rows
 from search.study import StudySpec, run_study
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {"subset": 300, "epochs": 2}
 
 
@@ -152,25 +149,17 @@ def test_sigint_marks_the_running_trial_failed_and_says_how_to_resume(tmp_path):
         url,
     ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not _has_running_trial(tmp_path / "studies.db"):
-        time.sleep(0.5)
-    time.sleep(1.5)  # inside training, not between trials
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        # Inside training, not between trials: 49 of its 50 epochs are still to come.
+        wait_for(lambda: epochs_reported(tmp_path / "studies.db", 0), "trial 0 reporting an epoch", alive=process)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=LIMIT)
+    finally:
+        stop(process)
     assert process.returncode == 130, output
     assert "resume with: python -m search run" in output
     trials = optuna.load_study(study_name="c", storage=url).trials
     assert [t.state for t in trials] == [TrialState.FAIL]
-
-
-def _has_running_trial(db: Path) -> bool:
-    """Read with plain sqlite3: opening an Optuna storage here would race the search creating it."""
-    try:
-        with sqlite3.connect(db) as connection:
-            return connection.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0] > 0
-    except sqlite3.OperationalError:
-        return False
 
 
 def test_val_loss_objective_is_minimized(tmp_path):
@@ -178,11 +167,6 @@ def test_val_loss_objective_is_minimized(tmp_path):
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     for trial in study.trials:
         assert trial.value == min(trial.user_attrs["history"]["val_loss"])
-
-
-def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, capture_output=True, text=True, env=env)
 
 
 @pytest.mark.parametrize(
@@ -197,7 +181,7 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     ],
 )
 def test_bad_run_flags_give_one_clear_line(flags, message):
-    result = _cli("run", "--trials", "1", "--epochs", "1", "--subset", "100", *flags)
+    result = search_cli("run", "--trials", "1", "--epochs", "1", "--subset", "100", *flags)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -206,7 +190,7 @@ def test_bad_run_flags_give_one_clear_line(flags, message):
 def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
     notes = tmp_path / "notes.db"
     notes.write_text("my notes, not a database\n")
-    result = _cli("run", "--trials", "1", "--storage", f"sqlite:///{notes}")
+    result = search_cli("run", "--trials", "1", "--storage", f"sqlite:///{notes}")
     assert result.returncode == 2 and "is not a SQLite database" in result.stderr
     assert notes.read_text() == "my notes, not a database\n"
 
@@ -217,7 +201,7 @@ def test_a_corrupt_database_is_refused_and_left_alone(tmp_path):
     data = bytearray(db.read_bytes())
     data[100:] = b"\x5a" * (len(data) - 100)  # keep the 100-byte file header, wreck every page
     db.write_bytes(bytes(data))
-    result = _cli("rank", "--storage", f"sqlite:///{db}")
+    result = search_cli("rank", "--storage", f"sqlite:///{db}")
     assert result.returncode == 2 and "corrupt" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert db.read_bytes() == bytes(data)
@@ -226,15 +210,15 @@ def test_a_corrupt_database_is_refused_and_left_alone(tmp_path):
 def test_rank_in_every_format(tmp_path):
     _run(tmp_path, n_trials=2, epochs=1)
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    table = _cli("rank", "--storage", url).stdout
+    table = search_cli("rank", "--storage", url).stdout
     assert "rank" in table and "vs_baseline" in table and "complete" in table
-    csv = _cli("rank", "--storage", url, "--format", "csv").stdout.splitlines()
+    csv = search_cli("rank", "--storage", url, "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("rank,study,") and len(csv) == 3
-    json_rows = json.loads(_cli("rank", "--storage", url, "--format", "json").stdout)
+    json_rows = json.loads(search_cli("rank", "--storage", url, "--format", "json").stdout)
     assert [row["rank"] for row in json_rows] == [1, 2] and json_rows[0]["value"] >= json_rows[1]["value"]
-    markdown = _cli("rank", "--storage", url, "--format", "markdown").stdout
+    markdown = search_cli("rank", "--storage", url, "--format", "markdown").stdout
     assert markdown.startswith("| rank | study |")
-    assert _cli("rank", "--storage", url, "--top", "1", "--format", "csv").stdout.count("\n") == 2
+    assert search_cli("rank", "--storage", url, "--top", "1", "--format", "csv").stdout.count("\n") == 2
 
 
 def test_rank_reads_what_optuna_reads(tmp_path):
@@ -270,9 +254,9 @@ def test_rank_reads_what_optuna_reads(tmp_path):
 
 
 def test_rank_errors_are_one_line(tmp_path):
-    missing = _cli("rank", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    missing = search_cli("rank", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
     assert missing.returncode == 2 and "no database at" in missing.stderr
     assert not (tmp_path / "none.db").exists()
     optuna.create_study(storage=f"sqlite:///{tmp_path / 'empty.db'}", study_name="x").trials  # noqa: B018
-    unknown = _cli("rank", "--storage", f"sqlite:///{tmp_path / 'empty.db'}", "--study", "nope")
+    unknown = search_cli("rank", "--storage", f"sqlite:///{tmp_path / 'empty.db'}", "--study", "nope")
     assert unknown.returncode == 2 and "no study named 'nope'" in unknown.stderr

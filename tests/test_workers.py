@@ -1,11 +1,11 @@
-"""Many workers on one study: SQLite under concurrent writers, and a worker killed mid-trial.
+"""Many workers on one study, on each storage engine: concurrent writers, and a worker killed mid-trial.
 
-The checks are functions so that tests/test_postgres.py runs the same ones against a real server.
+PostgreSQL runs as a throw-away cluster on loopback (conftest.postgres_server); where it is not
+installed those cases skip with the reason, unless REQUIRE_SERVICES=1 (CI installs it): then they fail.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 import subprocess
@@ -14,46 +14,19 @@ import time
 from pathlib import Path
 
 import optuna
+from conftest import LIMIT, REPO, TINY_RUN, assert_no_number_twice, start_search, stop, trials_of, wait_for
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import GRACE_HEARTBEATS, open_storage
 
-REPO = Path(__file__).resolve().parents[1]
-# Tiny trials: the size space on 300 training images; validation still uses all 10,000 images.
-TINY = ("--space", "size", "--subset", "300", "--timeout", "10")
 HEARTBEAT = 2  # seconds; a killed worker's trial is retried after GRACE_HEARTBEATS of them
-LIMIT = 400  # seconds a whole search may take on a loaded 2-core machine before the test gives up
 
 
-def start_search(*args: str) -> subprocess.Popen:
-    """`python -m search ARGS` in the background, stdout and stderr together."""
-    command = [sys.executable, "-m", "search", *args]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(parent: subprocess.Popen) -> None:
-    """End a `search run` left running by a failed check; SIGTERM, which it passes on to its workers."""
-    if parent.poll() is None:
-        parent.terminate()
-        try:
-            parent.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            parent.kill()
-
-
-def trials_of(url: str, study: str) -> list[FrozenTrial]:
-    return optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(deepcopy=False)
-
-
-def assert_no_number_twice(trials: list[FrozenTrial]) -> None:
-    twice = [n for n, k in collections.Counter(t.number for t in trials).items() if k > 1]
-    assert not twice, f"trial numbers handed out twice: {twice}"
-
-
-def check_workers_share_a_study(url: str, *, workers: int, n_trials: int) -> None:
-    """`search run --workers N` finishes exactly `n_trials` trials, each number once, trained by several workers."""
+def test_workers_share_one_study(storage_url: str) -> None:
+    """`search run --workers 3` finishes exactly 6 trials, each number once, trained by several workers."""
+    url, workers, n_trials = storage_url, 3, 6
     args = ["--epochs", "1", "--trials", str(n_trials), "--workers", str(workers), "--study", "many"]
-    parent = start_search("run", *TINY, *args, "--storage", url)
+    parent = start_search("run", *TINY_RUN, *args, "--storage", url)
     try:
         output, _ = parent.communicate(timeout=LIMIT)
     finally:
@@ -70,16 +43,16 @@ def check_workers_share_a_study(url: str, *, workers: int, n_trials: int) -> Non
     assert all(f"[worker {k}] study 'many'" in output for k in range(1, workers + 1)), output
 
 
-def check_killed_workers_trial_is_retried(url: str) -> None:
+def test_a_killed_worker_s_trial_is_retried(storage_url: str) -> None:
     """SIGKILL one of two workers mid-trial: its trial is failed, retried with the same params and finished.
 
     One trial is asked for, so the other worker waits instead of training: the seconds from the
     kill to the retry's start (printed) are the grace period plus the waiting worker's polling.
     """
-    n_trials = 1
+    url, n_trials = storage_url, 1
     args = ["--epochs", "3", "--pruner", "none", "--trials", str(n_trials), "--workers", "2"]
     storage = open_storage(url)  # its tables first: two processes creating them at once can collide
-    parent = start_search("run", *TINY, *args, "--heartbeat", str(HEARTBEAT), "--study", "kill", "--storage", url)
+    parent = start_search("run", *TINY_RUN, *args, "--heartbeat", str(HEARTBEAT), "--study", "kill", "--storage", url)
     try:
         victim = _running_trial(storage, "kill", parent)
         os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
@@ -116,33 +89,27 @@ def check_killed_workers_trial_is_retried(url: str) -> None:
 
 def _running_trial(storage: optuna.storages.BaseStorage, study: str, parent: subprocess.Popen) -> FrozenTrial:
     """A trial some worker is training (its params all drawn), caught before its first epoch ends."""
-    deadline = time.monotonic() + LIMIT
-    while time.monotonic() < deadline and parent.poll() is None:
+
+    def found() -> FrozenTrial | None:
         try:
             trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
         except KeyError:  # the parent has not created the study yet
-            trials = []
-        for trial in trials:
-            if trial.state == TrialState.RUNNING and "config" in trial.user_attrs and not trial.intermediate_values:
-                return trial
-        time.sleep(0.2)
-    raise AssertionError(f"no worker started a trial; search output:\n{parent.communicate()[0]}")
+            return None
+        training = (t for t in trials if t.state == TrialState.RUNNING and "config" in t.user_attrs)
+        return next((t for t in training if not t.intermediate_values), None)
+
+    return wait_for(found, "a worker starting a trial", alive=parent)
 
 
-def test_three_workers_write_one_sqlite_study_at_once(tmp_path: Path) -> None:
-    check_workers_share_a_study(f"sqlite:///{tmp_path / 'studies.db'}", workers=3, n_trials=6)
-
-
-def test_a_killed_worker_s_trial_is_retried_on_sqlite(tmp_path: Path) -> None:
-    check_killed_workers_trial_is_retried(f"sqlite:///{tmp_path / 'studies.db'}")
-
-
-# Three processes ask for trials at the same instant from a study whose queue holds 30 trials.
+# Three processes ask for trials at the same instant from a study whose queue holds 30 trials: each
+# says it is ready (a file), then spins until the test creates the `go` file.
 _ASK = """
-import sys, time, optuna
+import pathlib, sys, time, optuna
 from search.storage import open_storage
 study = optuna.load_study(study_name="queue", storage=open_storage(sys.argv[1]))
-while time.time() < float(sys.argv[2]):
+folder = pathlib.Path(sys.argv[2])
+(folder / sys.argv[3]).touch()
+while not (folder / "go").exists():
     time.sleep(0.001)
 for _ in range(20):
     trial = study.ask()
@@ -157,18 +124,25 @@ def test_sqlite_hands_each_queued_trial_to_one_process(tmp_path: Path) -> None:
     study = optuna.create_study(study_name="queue", storage=open_storage(url))
     for x in range(30):
         study.enqueue_trial({"x": x}, user_attrs={"queued": True})
-    start = time.time() + 4  # every process has opened the storage by then
     askers = [
         subprocess.Popen(
-            [sys.executable, "-W", "ignore", "-c", _ASK, url, str(start)],
+            [sys.executable, "-W", "ignore", "-c", _ASK, url, str(tmp_path), f"ready{k}"],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(3)
+        for k in range(3)
     ]
-    outputs = [asker.communicate(timeout=120) for asker in askers]
+
+    def all_ready() -> bool:
+        ended = [asker.communicate()[1][-2000:] for asker in askers if asker.poll() is not None]
+        assert not ended, f"an asker ended before the start: {ended}"
+        return all((tmp_path / f"ready{k}").exists() for k in range(3))
+
+    wait_for(all_ready, "three askers opening the study")
+    (tmp_path / "go").touch()
+    outputs = [asker.communicate(timeout=LIMIT) for asker in askers]
     assert all(asker.returncode == 0 for asker in askers), [err[-2000:] for _, err in outputs]
     numbers = [int(line) for out, _ in outputs for line in out.split()]
     assert len(numbers) == 60
