@@ -87,6 +87,7 @@ def work(url: str, name: str, *, timeout: float | None = None) -> None:
     """Join synthetic study `name` as one worker and run the loop until it holds its trials."""
     found = open_storage(url)
     attrs = found.get_study_user_attrs(found.get_study_id_from_name(name))
+    found.engine.dispose()  # read once; a worker holds no idle connection it will not use
     storage = open_storage(url, heartbeat=attrs["heartbeat"])
     backend = get_backend(BACKEND)(seed=os.getpid(), pruner=PRUNER, epochs=EPOCHS)
     study = optuna.load_study(study_name=name, storage=storage, sampler=backend.sampler, pruner=backend.pruner)

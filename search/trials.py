@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from search.backends import Backend
 from search.forked import ChildDied, Forked
 from search.progress import Progress
-from search.storage import stored_trial
+from search.storage import release_connections, stored_trial
 
 _POLL_SECONDS = 5
 # A space where every trial fails would otherwise run forever: failed trials don't count as finished.
@@ -124,6 +124,7 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         _one_trial(study, backend, objective, count)
         objective.release_memory()
         return
+    release_connections(study)
     child = Forked(functools.partial(_one_trial, study, backend, objective, count))
     try:
         objective.last_number = child.result()
@@ -146,7 +147,18 @@ def _one_trial(study: optuna.Study, backend: Backend, objective: TrialRunner, co
     if backend.make_sampler is not None:
         # The fork copied the driver's sampler, random state and all: every trial would draw alike.
         study.sampler = backend.make_sampler(count)
-    study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    try:
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    except Exception as error:
+        if objective.last_number is None or not stored_trial(study, objective.last_number).state.is_finished():
+            raise
+        # Another worker failed this trial while it ran: its heartbeats came later than the grace
+        # period (a machine or database too busy), so it was taken for a killed worker's and queued
+        # again. Its outcome is stored; this worker goes on instead of dying of Optuna's complaint.
+        objective.progress.note(
+            f"trial {objective.last_number} was failed as stale by another worker while it ran ({error!r}); "
+            "it is queued again. Raise --heartbeat if this repeats"
+        )
     return objective.last_number
 
 
