@@ -11,26 +11,20 @@ from importlib import metadata
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.trial import TrialState
 
-from search._keras import keras
+from search._keras import keras, runtime_started
 from search.data import Mnist
 from search.progress import Progress
-from search.train import train
+from search.train import release_memory, train
+from search.trials import TrialFailed, begin_trial
 from spaces import get_space
 
 if TYPE_CHECKING:
     from search.study import StudySpec
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-
-class TrainingDiverged(Exception):
+class TrainingDiverged(TrialFailed):
     """The loss became NaN or infinite: the trial is recorded as failed and the study goes on."""
-
-
-class SurplusTrial(Exception):
-    """Other workers already cover the requested number of trials; this one is not trained."""
 
 
 def library_versions() -> dict[str, str]:
@@ -50,9 +44,7 @@ class Objective:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.last_number = trial.number
-        _refuse_surplus(trial, self.n_trials)
-        trial.set_user_attr("worker", self.worker)
+        begin_trial(self, trial)
         base = self.spec.base().replace(seed=self.spec.seed + trial.number)
         config = self.space(trial, base)
         trial.set_user_attr("config", config.to_dict())
@@ -90,21 +82,19 @@ class Objective:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
         return result.best()
 
+    def can_fork(self) -> bool:
+        """A process that has run TensorFlow already cannot fork safely (search/_keras.py)."""
+        return not runtime_started()
+
+    def release_memory(self) -> None:
+        release_memory()
+
 
 def subset(data: Mnist, n_images: int) -> Mnist:
     """The first `n_images` training images only (0 = all); validation and test stay whole."""
     if not n_images:
         return data
     return dataclasses.replace(data, x_train=data.x_train[:n_images], y_train=data.y_train[:n_images])
-
-
-def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
-    """Fail this trial untrained when finished and lower-numbered running trials already make `n_trials`."""
-    trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-    ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
-    if len(ahead) >= n_trials:
-        trial.set_user_attr("fail_reason", "surplus: other workers already cover the requested trials")
-        raise SurplusTrial(f"the study already has its {n_trials} trials")
 
 
 class _EpochReporter(keras.callbacks.Callback):

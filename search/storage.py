@@ -72,6 +72,17 @@ def stored_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
 
 
+def release_connections(study: optuna.Study) -> None:
+    """Close this process's pooled connections to the study's storage; the next query opens one again.
+
+    A worker calls this before forking a trial's process and waiting for it: PostgreSQL counts
+    every open connection against its `max_connections` (100 by default), and a worker holding
+    idle ones while its trial's process (and that process's heartbeat thread) hold their own
+    would need three per worker instead of two.
+    """
+    engine_of(study).dispose()
+
+
 def engine_of(study: optuna.Study) -> sqlalchemy.engine.Engine:
     """The SQLAlchemy engine under a study's RDB storage, for reads Optuna's API makes slow."""
     return study._storage._backend.engine  # Optuna wraps the RDBStorage in a cache; no public accessor

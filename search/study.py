@@ -149,6 +149,7 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
     # All workers judge staleness by the study's heartbeat: one with a shorter grace period than
     # the others would fail their live trials.
     opened_storage = open_storage(storage, heartbeat=_heartbeat(found, study))
+    found.engine.dispose()  # read once; a worker holds no idle connection it will not use
     # Each worker samples with its own seed, or workers started together would pick the same params.
     seed = spec.seed + 1 + os.getpid()
     backend = get_backend(spec.backend)(

@@ -1,4 +1,4 @@
-"""The trial loop: run trials until a study holds enough, each in a process forked for it."""
+"""The trial loop: run trials until a study holds enough, each in a process forked for it (a `TrialRunner`)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,58 @@ import functools
 import math
 import time
 import warnings
+from typing import Protocol
 
 import optuna
 from optuna.trial import TrialState
 
-from search._keras import runtime_started
 from search.backends import Backend
 from search.forked import ChildDied, Forked
-from search.objective import Objective, SurplusTrial, TrainingDiverged
-from search.storage import stored_trial
-from search.train import release_memory
+from search.progress import Progress
+from search.storage import release_connections, stored_trial
 
 _POLL_SECONDS = 5
 # A space where every trial fails would otherwise run forever: failed trials don't count as finished.
 MAX_FAILURES_IN_A_ROW = 10
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class TrialFailed(Exception):
+    """A trial its runner ended on purpose (diverged, surplus): recorded as failed, and the study goes on."""
+
+
+class SurplusTrial(TrialFailed):
+    """Other workers already cover the requested number of trials; this one is not run."""
+
+
+class TrialRunner(Protocol):
+    """What the loop runs for each trial, with nothing of TensorFlow in the loop itself.
+
+    `search.objective.Objective` trains a model; `search.synthetic.SyntheticObjective` makes up
+    a learning curve in milliseconds (storage benchmarks, tests of many workers). Called with
+    the Optuna trial, a runner first calls `begin_trial`, reports each epoch, and returns the
+    objective value or raises `optuna.TrialPruned` or a `TrialFailed`. `can_fork()` says whether
+    this process may fork a trial's process; a trial run in this process instead is followed by
+    `release_memory()`.
+    """
+
+    n_trials: int
+    worker: str  # who runs the trial: "host:pid" of the process running the loop
+    progress: Progress
+    last_number: int | None  # the number of the trial begun last
+
+    def __call__(self, trial: optuna.Trial) -> float: ...
+
+    def can_fork(self) -> bool: ...
+
+    def release_memory(self) -> None: ...
+
+
+def begin_trial(runner: TrialRunner, trial: optuna.Trial) -> None:
+    """What every trial does first: note its number, refuse it if surplus, record who runs it."""
+    runner.last_number = trial.number
+    _refuse_surplus(trial, runner.n_trials)
+    trial.set_user_attr("worker", runner.worker)
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -31,7 +69,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def run_trials(
-    study: optuna.Study, backend: Backend, objective: Objective, n_trials: int, timeout: float | None = None
+    study: optuna.Study, backend: Backend, objective: TrialRunner, n_trials: int, timeout: float | None = None
 ) -> None:
     """Run trials until the study holds `n_trials` finished ones (complete or pruned), or time is up.
 
@@ -74,7 +112,7 @@ def run_trials(
         )
 
 
-def _train_next(study: optuna.Study, backend: Backend, objective: Objective) -> None:
+def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -> None:
     """Run the next trial in a process forked for it (search/forked.py); sets `objective.last_number`.
 
     A trial whose process died (killed, out of memory) is recorded as failed here. A process
@@ -82,10 +120,11 @@ def _train_next(study: optuna.Study, backend: Backend, objective: Objective) -> 
     """
     before = objective.last_number
     count = len(study.get_trials(deepcopy=False))
-    if runtime_started():
+    if not objective.can_fork():
         _one_trial(study, backend, objective, count)
-        release_memory()
+        objective.release_memory()
         return
+    release_connections(study)
     child = Forked(functools.partial(_one_trial, study, backend, objective, count))
     try:
         objective.last_number = child.result()
@@ -103,12 +142,23 @@ def _train_next(study: optuna.Study, backend: Backend, objective: Objective) -> 
             study.tell(trial.number, state=TrialState.FAIL)
 
 
-def _one_trial(study: optuna.Study, backend: Backend, objective: Objective, count: int) -> int | None:
+def _one_trial(study: optuna.Study, backend: Backend, objective: TrialRunner, count: int) -> int | None:
     """One trial, in its own process: sample, train, record."""
     if backend.make_sampler is not None:
         # The fork copied the driver's sampler, random state and all: every trial would draw alike.
         study.sampler = backend.make_sampler(count)
-    study.optimize(objective, n_trials=1, catch=(TrainingDiverged, SurplusTrial))
+    try:
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    except Exception as error:
+        if objective.last_number is None or not stored_trial(study, objective.last_number).state.is_finished():
+            raise
+        # Another worker failed this trial while it ran: its heartbeats came later than the grace
+        # period (a machine or database too busy), so it was taken for a killed worker's and queued
+        # again. Its outcome is stored; this worker goes on instead of dying of Optuna's complaint.
+        objective.progress.note(
+            f"trial {objective.last_number} was failed as stale by another worker while it ran ({error!r}); "
+            "it is queued again. Raise --heartbeat if this repeats"
+        )
     return objective.last_number
 
 
@@ -120,3 +170,12 @@ def _newest_trial_of(study: optuna.Study, worker: str, *, after: int | None) -> 
         if t.user_attrs.get("worker") == worker and (after is None or t.number > after)
     ]
     return max(mine, default=None)
+
+
+def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
+    """Fail this trial unrun when finished and lower-numbered running trials already make `n_trials`."""
+    trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
+    if len(ahead) >= n_trials:
+        trial.set_user_attr("fail_reason", "surplus: other workers already cover the requested trials")
+        raise SurplusTrial(f"the study already has its {n_trials} trials")

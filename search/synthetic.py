@@ -1,0 +1,108 @@
+"""A trial that trains nothing: a made-up learning curve in milliseconds, run by the real trial loop.
+
+For measuring the storage under many workers (bench/storage_load.py) and testing the loop's end
+state (tests/test_storage_load.py) without TensorFlow: the loop, the forked trial process, ask,
+heartbeats, per-epoch reports, the pruner, the surplus guard and tell are the real ones; only
+the training is made up.
+
+One worker: `python -m search.synthetic --storage URL --study NAME` on a study `create_study` made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import sys
+import time
+
+import optuna
+
+from search.backends import get_backend
+from search.progress import Progress
+from search.storage import HEARTBEAT_SECONDS, open_storage
+from search.trials import begin_trial, run_trials
+
+BACKEND, PRUNER = "random", "hyperband"  # the cheapest sampler: what is measured is the storage
+EPOCHS = 5
+WORK_SECONDS = 0.001  # CPU time each made-up epoch spends, so a trial does a few milliseconds of work
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # as search.study: the loop's trial lines say it once
+
+
+def create_study(url: str, name: str, *, n_trials: int, heartbeat: int = HEARTBEAT_SECONDS) -> None:
+    """A new synthetic study: what workers aim for and how often they beat, as `search run` records them."""
+    study = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=heartbeat), direction="maximize")
+    study.set_user_attr("trials", n_trials)
+    study.set_user_attr("heartbeat", heartbeat)
+
+
+def curve(learning_rate: float, units: int, epoch: int) -> float:
+    """A made-up validation accuracy after `epoch` epochs: rises to a plateau set by the params.
+
+    Poor params plateau low from the first epoch on, so the pruner has something to prune.
+    """
+    plateau = 0.99 - 0.06 * (math.log10(learning_rate) + 2.5) ** 2 - 0.01 * abs(math.log2(units) - 8)
+    return plateau - (plateau - 0.1) * math.exp(-epoch / 1.5)
+
+
+class SyntheticObjective:
+    """A `search.trials.TrialRunner` with a made-up curve: two params, `epochs` reports, a pruner check each."""
+
+    def __init__(self, n_trials: int, progress: Progress, epochs: int = EPOCHS) -> None:
+        self.n_trials, self.progress, self.epochs = n_trials, progress, epochs
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.last_number: int | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        begin_trial(self, trial)
+        learning_rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+        units = trial.suggest_int("units", 16, 1024, log=True)
+        value = 0.0
+        for epoch in range(1, self.epochs + 1):
+            _spin(WORK_SECONDS)
+            value = curve(learning_rate, units, epoch)
+            trial.report(value, step=epoch)
+            if epoch < self.epochs and trial.should_prune():
+                trial.set_user_attr("epochs_run", epoch)
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+        trial.set_user_attr("epochs_run", self.epochs)
+        return value
+
+    def can_fork(self) -> bool:
+        return True  # no TensorFlow here: every trial runs in a forked process, as real trials do
+
+    def release_memory(self) -> None:
+        return None
+
+
+def _spin(seconds: float) -> None:
+    """Spend `seconds` of this thread's CPU time: work, not a sleep, so a busy machine stretches it."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def work(url: str, name: str, *, timeout: float | None = None) -> None:
+    """Join synthetic study `name` as one worker and run the loop until it holds its trials."""
+    found = open_storage(url)
+    attrs = found.get_study_user_attrs(found.get_study_id_from_name(name))
+    found.engine.dispose()  # read once; a worker holds no idle connection it will not use
+    storage = open_storage(url, heartbeat=attrs["heartbeat"])
+    backend = get_backend(BACKEND)(seed=os.getpid(), pruner=PRUNER, epochs=EPOCHS)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=backend.sampler, pruner=backend.pruner)
+    n_trials = attrs["trials"]
+    run_trials(study, backend, SyntheticObjective(n_trials, Progress(n_trials, "value")), n_trials, timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m search.synthetic", description=work.__doc__)
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    args = parser.parse_args(argv)
+    work(args.storage, args.study, timeout=args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
