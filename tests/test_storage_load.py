@@ -3,7 +3,7 @@
 The trials are `search.synthetic`'s (a made-up learning curve, no TensorFlow), so the storage
 and the loop are all that is tested: the forked trial process, ask, heartbeats, per-epoch
 reports, the pruner, the surplus guard and tell. bench/storage_load.py measures the same at
-1 to 32 workers. PostgreSQL is the throw-away cluster of tests/test_postgres.py.
+1 to 32 workers. PostgreSQL is the throw-away cluster of conftest.postgres_server.
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ from pathlib import Path
 
 import optuna
 import pytest
-from test_postgres import postgres_url  # noqa: F401 (a fixture: pytest finds it by this name)
+from conftest import REPO
 
 from search import synthetic
 from search.storage import open_storage
 from search.trials import FINISHED
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))  # the checks bench/storage_load.py applies, shared
-from load_checks import end_state_problems, storage_errors  # noqa: E402
+from load_checks import end_state_problems, storage_errors
 
 WORKERS, TRIALS = 8, 24
 LIMIT = 300  # seconds: generous for a loaded 2-core machine; the run takes a fraction of it
 
 
-def check_workers_leave_an_exact_study(url: str, study: str, folder: Path) -> None:
+def _check_workers_leave_an_exact_study(url: str, study: str, folder: Path) -> None:
     synthetic.create_study(url, study, n_trials=TRIALS, heartbeat=2)
     command = [sys.executable, "-m", "search.synthetic", "--storage", url, "--study", study, "--timeout", "240"]
     logs = [folder / f"worker-{k}.log" for k in range(WORKERS)]
@@ -49,15 +48,8 @@ def check_workers_leave_an_exact_study(url: str, study: str, folder: Path) -> No
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in trials), "the pruner never acted"
 
 
-def test_eight_workers_on_sqlite_finish_exactly_the_trials_asked_for(tmp_path: Path) -> None:
-    check_workers_leave_an_exact_study(f"sqlite:///{tmp_path / 'studies.db'}", "eight", tmp_path)
-
-
-def test_eight_workers_on_postgresql_finish_exactly_the_trials_asked_for(
-    postgres_url: str,  # noqa: F811 (the fixture imported above)
-    tmp_path: Path,
-) -> None:
-    check_workers_leave_an_exact_study(postgres_url, "eight", tmp_path)
+def test_eight_workers_finish_exactly_the_trials_asked_for(storage_url: str, tmp_path: Path) -> None:
+    _check_workers_leave_an_exact_study(storage_url, "eight", tmp_path)
 
 
 def test_the_made_up_curve_rises_and_sets_poor_params_apart() -> None:
