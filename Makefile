@@ -57,7 +57,7 @@ export: setup
 	$(SEARCH) export $(call opt,STUDY,study) $(call opt,STORAGE,storage) --out $(OUT)
 
 train: setup
-	$(SEARCH) train $(CONFIG)
+	$(SEARCH) train $(CONFIG) $(call opt,EPOCHS,epochs)
 
 report: setup
 	$(SEARCH) report $(call opt,STUDY,study) $(call opt,STORAGE,storage)

@@ -1,10 +1,11 @@
 """Evidence for augmentation: what it costs per epoch, and what it buys a `full` study on the same budget.
 
-1. Epoch time of the reference model with and without augmentation on all 50,000 training
-   images, interleaved runs (the CPU is shared, so the median of the later epochs counts;
-   each run's first epoch includes XLA compilation and is left out). Also checks that the
-   augmented model keeps `jit_compile=True` (no "Proceeding with jit_compile=False" warning),
-   and times the augmentation layer alone inside an XLA-compiled loop (CPU time, steadier).
+1. Epoch time of the reference model with no augmentation, affine augmentation, and affine plus
+   elastic distortion, on all 50,000 training images, interleaved runs (the CPU is shared, so
+   the median of the later epochs counts; each run's first epoch includes XLA compilation and
+   is left out). Also checks that the augmented models keep `jit_compile=True` (no "Proceeding
+   with jit_compile=False" warning), and times each augmentation layer alone inside an
+   XLA-compiled loop (CPU time, steadier).
 2. Two studies of the `full` space with the same backend, seed, trials, epochs and subset: one
    as the product runs it, one whose configs have augmentation reset to none. With the random
    sampler and the same seed both studies draw the same configs, so the trials pair up and
@@ -41,6 +42,13 @@ from spaces import full
 AUGMENT_FIELDS = ("augment_translate", "augment_rotate", "augment_zoom")
 # The middle of the `augment` space's ranges, for the timing runs.
 TIMED_AUGMENTATION = {"augment_translate": 0.1, "augment_rotate": 10.0, "augment_zoom": 0.1}
+# Simard et al. 2003's setting, the `augment` space's strongest.
+TIMED_ELASTIC = {"augment_elastic_alpha": 34.0, "augment_elastic_sigma": 4.0}
+ARMS = {
+    "plain": {},
+    "affine": TIMED_AUGMENTATION,
+    "affine+elastic": {**TIMED_AUGMENTATION, **TIMED_ELASTIC},
+}
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -64,8 +72,8 @@ class _EpochTimer(keras.callbacks.Callback):
 
 
 def time_epochs(data: Mnist, epochs: int, rounds: int) -> dict[str, dict[str, list[float]]]:
-    """Wall and CPU seconds per epoch (train + validation) of the reference model, plain and augmented."""
-    arms = {"plain": TrialConfig(epochs=epochs), "augmented": TrialConfig(epochs=epochs, **TIMED_AUGMENTATION)}
+    """Wall and CPU seconds per epoch (train + validation) of the reference model, for each of `ARMS`."""
+    arms = {name: TrialConfig(epochs=epochs, **changes) for name, changes in ARMS.items()}
     seconds: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in arms}
     for round_ in range(rounds):
         for name, config in arms.items():
@@ -80,27 +88,29 @@ def time_epochs(data: Mnist, epochs: int, rounds: int) -> dict[str, dict[str, li
             seconds[name]["cpu"] += timer.cpu[1:]
             wall, cpu = (", ".join(f"{s:.2f}" for s in values) for values in (timer.wall, timer.cpu))
             print(
-                f"round {round_ + 1} {name:9s} wall [{wall}] cpu [{cpu}] val_accuracy {result.best():.4f}", flush=True
+                f"round {round_ + 1} {name:14s} wall [{wall}] cpu [{cpu}] val_accuracy {result.best():.4f}", flush=True
             )
     return seconds
 
 
 def print_timing(seconds: dict[str, dict[str, list[float]]]) -> None:
     for clock in ("wall", "cpu"):
-        plain, augmented = (seconds[arm][clock] for arm in ("plain", "augmented"))
         for label, pick in (("median", statistics.median), ("min", min)):
-            print(
-                f"{clock} s/epoch {label}: plain {pick(plain):.2f}, augmented {pick(augmented):.2f}, "
-                f"slowdown {pick(augmented) / pick(plain) - 1:+.1%} ({len(plain)} epochs each)"
+            plain = pick(seconds["plain"][clock])
+            arms = ", ".join(
+                f"{arm} {pick(values[clock]):.2f} ({pick(values[clock]) / plain - 1:+.1%})"
+                for arm, values in seconds.items()
+                if arm != "plain"
             )
+            print(f"{clock} s/epoch {label}: plain {plain:.2f}, {arms} ({len(seconds['plain'][clock])} epochs each)")
 
 
-def time_layer(data: Mnist, steps: int = 50, repeats: int = 20) -> None:
-    """CPU milliseconds of the augmentation layer alone per batch of 100, inside one XLA-compiled loop."""
+def time_layer(data: Mnist, name: str, steps: int = 50, repeats: int = 20) -> None:
+    """CPU milliseconds of augmentation layer `name` alone per batch of 100, inside one XLA-compiled loop."""
     import tensorflow as tf  # here, after search._keras has imported it with its start-up notices hidden
 
     images = tf.constant(data.x_train[:100].astype("float32") / 255.0)
-    layer = build_model(TrialConfig(**TIMED_AUGMENTATION)).get_layer("augment")
+    layer = build_model(TrialConfig(**ARMS["affine+elastic"])).get_layer(name)
 
     @tf.function(jit_compile=True)
     def loop(x: tf.Tensor) -> tf.Tensor:
@@ -114,7 +124,8 @@ def time_layer(data: Mnist, steps: int = 50, repeats: int = 20) -> None:
     for _ in range(repeats):
         loop(images).numpy()
     per_batch = (time.process_time() - start) / (steps * repeats)
-    print(f"layer alone: {per_batch * 1e3:.3f} CPU ms per batch of 100 = {per_batch * 500:.2f} CPU s per 50k epoch")
+    epoch = per_batch * 500
+    print(f"layer {name} alone: {per_batch * 1e3:.3f} CPU ms per batch of 100 = {epoch:.2f} CPU s per 50k epoch")
 
 
 def without_augmentation(trial: Any, base: TrialConfig) -> TrialConfig:
@@ -167,7 +178,8 @@ def main() -> None:
     data = load_mnist()
 
     if not args.skip_timing:
-        time_layer(data)
+        for name in ("augment", "elastic"):
+            time_layer(data, name)
         print_timing(time_epochs(data, args.timing_epochs, args.timing_rounds))
 
     if not args.skip_studies:

@@ -7,8 +7,8 @@ hand-written Workers and Augmentation sections, is left as it is (their scripts,
 reproduces it, the date, the machine and its load, and what the script printed.
 
 The default set takes about 30 minutes on a 2-core CPU (16 of them the search-efficiency runs:
-4 minutes x 4 backends, written to their own section; the issue's 20-minute comparison is
-`bench/search_efficiency.py` (80 minutes, one seed) or `--full` (4 hours, three seeds)).
+4 minutes x 4 backends, written to their own section; issue 15's comparison is
+`bench/search_efficiency.py --full`: 10 minutes x 4 backends x 3 seeds, 2 hours).
 Run: .venv/bin/python bench/run_all.py [--only NAME ...] [--quick] [--file PATH]
 """
 

@@ -99,7 +99,9 @@ def _export(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from search.final import report_lines, retrain
 
-    scores = retrain(args.config, full_train=args.full_train, out_dir=args.out_dir, subset_size=args.subset)
+    scores = retrain(
+        args.config, full_train=args.full_train, out_dir=args.out_dir, subset_size=args.subset, epochs=args.epochs or 0
+    )
     print("\n".join(report_lines(scores)))
 
 
@@ -147,8 +149,8 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    from search.backends import BACKENDS, PRUNERS
-    from search.config import OBJECTIVES
+    from search.backends import BACKENDS, DEFAULT_PRUNER, PRUNERS
+    from search.config import OBJECTIVES, STUDY_EPOCHS
     from search.storage import GRACE_HEARTBEATS, HEARTBEAT_SECONDS
     from spaces import SPACES
 
@@ -157,7 +159,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--backend", default="tpe", help=f"search algorithm: {', '.join(BACKENDS)} (default: %(default)s)")
     run.add_argument(
         "--pruner",
-        default="hyperband",
+        default=DEFAULT_PRUNER,
         help=f"stops poor trials early (Optuna backends): {', '.join(PRUNERS)} (default: %(default)s)",
     )
     run.add_argument(
@@ -177,7 +179,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         default="60",
         help="minutes after which no new trial starts; 0 = none (default: %(default)s)",
     )
-    run.add_argument("--epochs", type=_positive, default=20, help="maximum epochs per trial (default: %(default)s)")
+    run.add_argument(
+        "--epochs",
+        type=_positive,
+        default=STUDY_EPOCHS,
+        help="maximum epochs per trial; the pruner decides which trials get them (default: %(default)s)",
+    )
     run.add_argument(
         "--subset",
         type=_count,
@@ -257,6 +264,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         type=_count,
         default=0,
         help="train on the first N training images, for quick looks; 0 = all (default)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive,
+        help="train this many epochs instead of the config's (a cosine schedule stretches to them); "
+        "the output and scores say so (default: the config's)",
     )
     train.set_defaults(handler=_train)
 

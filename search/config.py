@@ -13,6 +13,11 @@ ACTIVATIONS = ("relu", "elu", "gelu", "selu", "swish", "tanh")
 BATCHNORM_PLACEMENTS = ("none", "before_activation", "after_activation")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
+# A study's epoch cap, and so every trial's `epochs` (a cosine schedule spans it): long enough
+# for augmentation to pay off (Simard et al. trained for hundreds), affordable because the pruner
+# gives it only to the few best trials (BENCHMARKS.md, "Search efficiency"). The reference
+# model's own 20 epochs (TrialConfig.epochs) are the note's, a different fact.
+STUDY_EPOCHS = 100
 # The validation metrics a study can optimize, and which way is better.
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 
@@ -62,6 +67,16 @@ class TrialConfig:
     )
     augment_zoom: float = _option(
         0.0, "random zoom of training images in or out, as a fraction (0 = none)", low=0.0, high=0.3
+    )
+    augment_elastic_alpha: float = _option(
+        0.0,
+        "elastic distortion of training images (Simard 2003): scale in pixels of the smoothed displacement "
+        "field; no pixel moves further (0 = none)",
+        low=0.0,
+        high=100.0,
+    )
+    augment_elastic_sigma: float = _option(
+        4.0, "elastic distortion: width in pixels of the Gaussian that smooths the displacements", low=0.5, high=20.0
     )
     optimizer: str = _option("adam", "optimizer (Keras defaults apart from the fields below)", choices=OPTIMIZERS)
     learning_rate: float = _option(0.001, "initial learning rate", low=1e-6, high=10.0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from search._keras import keras
-from search.config import OBJECTIVES
+from search.config import OBJECTIVES, TrialConfig
 from search.data import Mnist, load_mnist
 from search.errors import UserError
 from search.export import Exported, read_yaml
@@ -37,6 +37,7 @@ def retrain(
     full_train: bool = False,
     out_dir: Path | None = None,
     subset_size: int = 0,
+    epochs: int = 0,
     data: Mnist | None = None,
 ) -> dict[str, Any]:
     """Train the config in `config_path`, save it, evaluate the saved file once on the test set.
@@ -45,20 +46,20 @@ def retrain(
         full_train: train on the training and validation images (the validation score is then not fair).
         out_dir: folder for the model and scores (default: the config file's folder).
         subset_size: train on the first N training images only (quick looks); 0 = all 50,000.
+        epochs: train this many epochs instead of the config's (its schedule stretched to them); 0 = the config's.
         data: the MNIST split to use (default: `load_mnist()`).
 
     Returns:
         The scores, also written as JSON next to the model.
     """
     exported = read_yaml(config_path)
+    config = exported.config.replace(epochs=epochs) if epochs else exported.config
     model_path, scores_path = output_paths(config_path, out_dir)
     _check_writable(model_path.parent)
     mnist = data if data is not None else load_mnist()
     if not 0 <= subset_size <= len(mnist.y_train):
         raise UserError(f"--subset must be 0 (all) to {len(mnist.y_train)}, got {subset_size}")
-    result = train(
-        exported.config, subset(mnist, subset_size), [_EpochLine()], save_model=model_path, full_train=full_train
-    )
+    result = train(config, subset(mnist, subset_size), [_EpochLine()], save_model=model_path, full_train=full_train)
     if result.diverged:
         model_path.unlink(missing_ok=True)
         raise UserError(
@@ -66,7 +67,7 @@ def retrain(
             f"lower learning_rate in {config_path} (or export another trial)"
         )
     measured = evaluate_saved(model_path, mnist)
-    scores = _scores(exported, result, measured, config_path, model_path, full_train, subset_size, mnist)
+    scores = _scores(exported, config, result, measured, config_path, model_path, full_train, subset_size, mnist)
     try:
         scores_path.write_text(json.dumps(scores, indent=2) + "\n")
     except OSError as error:
@@ -106,6 +107,11 @@ def report_lines(scores: dict[str, Any]) -> list[str]:
         line += f" (difference {recorded['difference']:+.4f})" if recorded["comparable"] else f" ({recorded['note']})"
     lines.append(line)
     lines.append(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}): the search never saw these images")
+    if scores["epochs"] != scores["config_epochs"]:
+        lines.append(
+            f"--epochs {scores['epochs']}: the config (the trial) says {scores['config_epochs']} epochs; "
+            "this run trained up to the new number, its learning-rate schedule stretched to them"
+        )
     lines.append(f"wrote {scores['model']} and {scores['scores']}")
     return lines
 
@@ -135,6 +141,7 @@ def _check_writable(folder: Path) -> None:
 
 def _scores(
     exported: Exported,
+    config: TrialConfig,
     result: TrialResult,
     measured: dict[str, dict[str, float]],
     config_path: Path,
@@ -143,6 +150,7 @@ def _scores(
     subset_size: int,
     data: Mnist,
 ) -> dict[str, Any]:
+    epochs = (exported.config.epochs, config.epochs)
     n_images = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)
     split = "training + validation images" if full_train else "training images"
     return {
@@ -153,7 +161,9 @@ def _scores(
         "full_train": full_train,
         "subset": subset_size,
         **measured,
-        "recorded": _recorded(exported.provenance, measured["validation"], full_train, subset_size),
+        "recorded": _recorded(exported.provenance, measured["validation"], full_train, subset_size, epochs),
+        "epochs": config.epochs,  # what this run planned: the config's, or --epochs
+        "config_epochs": exported.config.epochs,  # the config file's (the trial's) own
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "param_count": result.params,
@@ -162,14 +172,21 @@ def _scores(
         "dataset": data.checksum,
         "versions": library_versions(),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": exported.config.to_dict(),
+        "config": config.to_dict(),
     }
 
 
 def _recorded(
-    provenance: dict[str, Any], validation: dict[str, float], full_train: bool, subset_size: int
+    provenance: dict[str, Any],
+    validation: dict[str, float],
+    full_train: bool,
+    subset_size: int,
+    epochs: tuple[int, int],
 ) -> dict[str, Any] | None:
-    """The trial's recorded objective next to the retrained one, and whether the two are comparable."""
+    """The trial's recorded objective next to the retrained one, and whether the two are comparable.
+
+    `epochs` is (the trial's, this run's): a run of other length is a different experiment.
+    """
     objective, value = provenance.get("objective"), provenance.get("value")
     if objective not in OBJECTIVES or not isinstance(value, (int, float)):
         return None
@@ -182,6 +199,8 @@ def _recorded(
         note = (
             f"not comparable: the study trained on {study_subset or 'all'} images, this run on {subset_size or 'all'}"
         )
+    elif epochs[0] != epochs[1]:
+        note = f"not comparable: the trial trained up to {epochs[0]} epochs, this run {epochs[1]} (--epochs)"
     return {
         "study": provenance.get("study"),
         "trial": provenance.get("trial"),

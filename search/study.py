@@ -11,8 +11,8 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from search.backends import PRUNERS, Backend, get_backend
-from search.config import OBJECTIVES, TrialConfig
+from search.backends import DEFAULT_PRUNER, PRUNERS, Backend, get_backend
+from search.config import OBJECTIVES, STUDY_EPOCHS, TrialConfig
 from search.data import load_mnist
 from search.errors import UserError
 from search.objective import Objective, library_versions
@@ -36,8 +36,8 @@ class StudySpec:
     space: str
     backend: str
     objective: str = "val_accuracy"
-    pruner: str = "hyperband"
-    epochs: int = 20
+    pruner: str = DEFAULT_PRUNER
+    epochs: int = STUDY_EPOCHS
     subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
     seed: int = 0
     baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against

@@ -61,10 +61,10 @@ def test_plain_output_becomes_markdown():
 
 def test_search_efficiency_flags():
     plain = search_efficiency._parse([])
-    assert (plain.budget, plain.seeds, plain.subset) == (20.0, [0], 0)
+    assert (plain.budget, plain.seeds, plain.subset) == (10.0, [0], 0)
     assert plain.backends == ["tpe", "random", "kt-hyperband", "kt-bayesian"]
     full = search_efficiency._parse(["--full"])
-    assert (full.budget, full.seeds, full.backends) == (20.0, [0, 1, 2], plain.backends)
+    assert (full.budget, full.seeds, full.backends) == (10.0, [0, 1, 2], plain.backends)
     for wrong in (["--full", "--budget", "3"], ["--budget", "0"], ["--backends", "nonsense"], ["--space", "x"]):
         with pytest.raises(SystemExit):
             search_efficiency._parse(wrong)
@@ -99,7 +99,7 @@ def test_figures_count_what_finished_within_the_budget():
     ]
     result = search_efficiency.figures(trials, "tpe", 0, LAUNCH, budget=1.0)
     assert result.best == pytest.approx(0.981)
-    assert result.reached == {0.975: (pytest.approx(30.0), 0), 0.98: (pytest.approx(40.0), 0)}
+    assert result.reached == {0.98: (pytest.approx(40.0), 0), 0.988: None}
     assert (result.complete, result.pruned, result.cut, result.epochs) == (1, 1, 2, 6)
     never = search_efficiency.figures([_trial(0, TrialState.COMPLETE, 10, 40, [0.97])], "random", 0, LAUNCH, 1.0)
     assert never.reached[0.98] is None
@@ -121,12 +121,12 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
         timeout=LIMIT,  # unstopped, 1,000 epochs take far longer
     ).stdout
     row = next(line for line in printed.splitlines() if line.startswith("| tpe | 0 |")).split(" | ")
-    # On a slow machine the budget may end before the baseline trial even starts: then nothing was cut.
+    # On a slow machine the budget may end before the first trial even starts: then nothing was cut.
     assert (int(row[5]), int(row[6])) == (0, 0) and int(row[7]) <= 1, f"no trial may finish: {row}"
     storage = f"sqlite:///{out / 'efficiency.db'}"
     trials = optuna.load_study(study_name="tpe-seed0", storage=storage).trials
-    assert trials[0].user_attrs["baseline"]
-    assert all(t.state in (TrialState.WAITING, TrialState.FAIL, TrialState.RUNNING) for t in trials)
+    assert not any("baseline" in t.user_attrs for t in trials)  # --no-baseline
+    assert all(t.state in (TrialState.FAIL, TrialState.RUNNING) for t in trials)
     assert all(len(t.intermediate_values) < 1000 for t in trials)
     written = benchmarks.read_text()
     assert written.startswith("# Benchmarks\n\n## Workers\n\nhand-written\n")
@@ -136,4 +136,4 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
         "<!-- search_efficiency_short:end -->"
     )[0]
     assert "bench/search_efficiency.py --budget 0.3 --subset 500" in section
-    assert "| tpe | hyperband |" in section and "not judged" in section
+    assert "| tpe | successive-halving |" in section and "not judged" in section

@@ -24,6 +24,8 @@ CUSTOM = TrialConfig(
     augment_translate=0.1,
     augment_rotate=10.0,
     augment_zoom=0.05,
+    augment_elastic_alpha=34.0,
+    augment_elastic_sigma=6.0,
     optimizer="sgd",
     learning_rate=1e-5,
     momentum=0.95,
@@ -54,6 +56,7 @@ def test_defaults_are_the_reference_model() -> None:
     assert config.l2 == 0.0
     assert config.max_norm == 0.0
     assert (config.augment_translate, config.augment_rotate, config.augment_zoom) == (0.0, 0.0, 0.0)
+    assert config.augment_elastic_alpha == 0.0
     assert config.early_stopping_patience == 0
 
 

@@ -75,7 +75,7 @@ def test_cli_exports_trial_0_the_baseline_with_its_boundary_warning(real_study: 
     assert document["provenance"]["baseline"] is True
     assert tuple(document["config"]["hidden_units"]) == TrialConfig().hidden_units  # the reference network
     # Its last hidden layer has 8 units, the smallest the size space offers.
-    warning = "units_layer_7 = 8 is at the bottom of its searched range (8 to 1024)"
+    warning = "units_layer_7 = 8 is at the bottom of its searched range (8 to 2048)"
     assert f"warning: {warning}" in result.stderr
     assert any(w.startswith(warning) for w in document["warnings"])
 

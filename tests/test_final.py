@@ -91,6 +91,19 @@ def test_retrain_reproduces_the_recorded_value_and_writes_model_and_scores(
     assert lines[2].startswith(f"test accuracy {scores['test']['accuracy']:.4f}")
 
 
+def test_train_epochs_trains_longer_than_the_trial_and_says_so(tiny_mnist: Mnist, tmp_path: Path) -> None:
+    provenance = {"study": "s", "space": "size", "backend": "tpe", "trial": 4, "objective": "val_accuracy"}
+    config_path = tmp_path / "longer.yaml"
+    config_path.write_text(Exported(TINY, {**provenance, "value": 0.9}).to_yaml(config_path.name))
+    scores = retrain(config_path, data=tiny_mnist, epochs=2)
+    assert (scores["epochs"], scores["config_epochs"], scores["epochs_run"]) == (2, 1, 2)
+    assert scores["config"]["epochs"] == 2 and len(scores["history"]["loss"]) == 2
+    assert scores["recorded"]["comparable"] is False
+    assert "the trial trained up to 1 epochs, this run 2" in scores["recorded"]["note"]
+    assert any(line.startswith("--epochs 2: the config (the trial) says 1 epochs") for line in report_lines(scores))
+    assert json.loads(output_paths(config_path)[1].read_text())["epochs"] == 2
+
+
 def test_full_train_says_the_validation_score_is_not_fair(tiny_mnist: Mnist, tmp_path: Path) -> None:
     config_path = tmp_path / "bare.yaml"
     config_path.write_text(yaml.safe_dump(TINY.to_dict()))  # a bare mapping of every key

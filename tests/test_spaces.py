@@ -23,7 +23,7 @@ N_TRIALS = 10
 # choices, or (low, high) for ints and floats. A new space's new parameter must be listed here.
 RANGES: dict[str, Any] = {
     "n_layers": (1, 8),
-    **{f"units_layer_{k}": [8, 16, 32, 64, 128, 256, 512, 1024] for k in range(1, 9)},
+    **{f"units_layer_{k}": [8, 16, 32, 64, 128, 256, 512, 1024, 2048] for k in range(1, 9)},
     "dropout": (0.0, 0.5),
     "input_dropout": (0.0, 0.3),
     "max_norm": [0.0, 2.0, 3.0, 4.0],
@@ -36,6 +36,8 @@ RANGES: dict[str, Any] = {
     "augment_translate": [0.0, 0.05, 0.1, 0.15],
     "augment_rotate": [0.0, 5.0, 10.0, 15.0, 20.0],
     "augment_zoom": [0.0, 0.05, 0.1, 0.15],
+    "augment_elastic_alpha": [0.0, 16.0, 34.0],
+    "augment_elastic_sigma": [4.0, 6.0],
     "optimizer": ["adam", "adamw", "nadam", "rmsprop", "sgd"],
     "activation": ["relu", "elu", "gelu", "swish"],
     "batch_size": [64, 100, 128, 256, 512],
@@ -137,21 +139,21 @@ def test_full_searches_every_other_space_with_the_same_ranges() -> None:
     assert "lr_patience" in full_names and "lr_decay_epochs" in full_names
 
 
-SIZE_2 = {"n_layers": 2, "units_layer_1": 1024, "units_layer_2": 16}
+SIZE_2 = {"n_layers": 2, "units_layer_1": 2048, "units_layer_2": 16}
 SCHEDULE_STEP = {"lr_schedule": "step", "learning_rate": 0.01, "lr_decay_factor": 0.5, "lr_decay_epochs": 3}
 
 FIXED_CASES = [
-    ("size", SIZE_2, {"hidden_units": (1024, 16)}),
+    ("size", SIZE_2, {"hidden_units": (2048, 16)}),
     ("size", {"n_layers": 1, "units_layer_1": 64}, {"hidden_units": (64,)}),
     (
         "dropout",
         {**SIZE_2, "dropout": 0.25, "input_dropout": 0.1, "max_norm": 3.0},
-        {"hidden_units": (1024, 16), "dropout": 0.25, "input_dropout": 0.1, "max_norm": 3.0},
+        {"hidden_units": (2048, 16), "dropout": 0.25, "input_dropout": 0.1, "max_norm": 3.0},
     ),
     (
         "batchnorm",
         {**SIZE_2, "batchnorm": "before_activation"},
-        {"hidden_units": (1024, 16), "batchnorm": "before_activation"},
+        {"hidden_units": (2048, 16), "batchnorm": "before_activation"},
     ),
     ("schedule", {"lr_schedule": "constant", "learning_rate": 0.02}, {"learning_rate": 0.02}),
     ("schedule", SCHEDULE_STEP, {**SCHEDULE_STEP, "lr_schedule": "step"}),
@@ -162,8 +164,20 @@ FIXED_CASES = [
     ),
     (
         "augment",
-        {"augment_translate": 0.1, "augment_rotate": 15.0, "augment_zoom": 0.05},
-        {"augment_translate": 0.1, "augment_rotate": 15.0, "augment_zoom": 0.05},
+        {
+            "augment_translate": 0.1,
+            "augment_rotate": 15.0,
+            "augment_zoom": 0.05,
+            "augment_elastic_alpha": 34.0,
+            "augment_elastic_sigma": 6.0,
+        },
+        {
+            "augment_translate": 0.1,
+            "augment_rotate": 15.0,
+            "augment_zoom": 0.05,
+            "augment_elastic_alpha": 34.0,
+            "augment_elastic_sigma": 6.0,
+        },
     ),
     (
         "full",
@@ -177,13 +191,14 @@ FIXED_CASES = [
             "augment_translate": 0.05,
             "augment_rotate": 5.0,
             "augment_zoom": 0.1,
+            "augment_elastic_alpha": 0.0,
             "optimizer": "sgd",
             "activation": "gelu",
             "batch_size": 256,
             "l2": 1e-5,
         },
         {
-            "hidden_units": (1024, 16),
+            "hidden_units": (2048, 16),
             "dropout": 0.3,
             "input_dropout": 0.2,
             "max_norm": 4.0,
@@ -192,6 +207,7 @@ FIXED_CASES = [
             "augment_translate": 0.05,
             "augment_rotate": 5.0,
             "augment_zoom": 0.1,
+            "augment_elastic_alpha": 0.0,
             "optimizer": "sgd",
             "activation": "gelu",
             "batch_size": 256,
@@ -214,7 +230,7 @@ def test_fixed_cases_cover_every_space() -> None:
 
 def test_fixed_trial_ignores_parameters_that_do_not_apply() -> None:
     trial = FixedTrial({**SIZE_2, "units_layer_3": 512, "lr_patience": 3, **SCHEDULE_STEP})
-    assert spaces.SPACES["size"](trial, BASE).hidden_units == (1024, 16)
+    assert spaces.SPACES["size"](trial, BASE).hidden_units == (2048, 16)
     assert spaces.SPACES["schedule"](trial, BASE).lr_patience == BASE.lr_patience
     assert "units_layer_3" not in trial.params
     assert "lr_patience" not in trial.params

@@ -11,18 +11,30 @@ import optuna
 from search.backends._base import Backend
 from search.errors import UserError
 
+# The first rung: a trial is first judged after this many epochs. After one epoch of a
+# 100-epoch schedule the rate has barely moved and the weights are a few hundred steps old, so
+# the ranking says little about where a trial ends; 3 is a guess, not yet measured (BENCHMARKS.md,
+# "Search efficiency": why TPE + Hyperband lost).
+MIN_EPOCHS = 3
+ETA = 3  # the reduction factor: a third of the trials at a rung go on to the next
+
 
 def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    first = min(MIN_EPOCHS, epochs)  # short studies (quick looks, tests) are judged at their end
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=epochs, reduction_factor=ETA)
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
     if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=ETA)
     return optuna.pruners.NopPruner()
 
 
 PRUNERS = ("hyperband", "median", "successive-halving", "none")
+# One bracket, not Hyperband's several: TPE models only the trials of the current trial's
+# Hyperband bracket, so with 3-5 brackets it sampled at random (its 10 start-up trials per
+# bracket) for most of a 60-minute study (BENCHMARKS.md, "Search efficiency").
+DEFAULT_PRUNER = "successive-halving"
 
 
 def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[..., Backend]:
@@ -50,8 +62,11 @@ def _gp(seed: int) -> optuna.samplers.BaseSampler:
 
 
 OPTUNA_BACKENDS: dict[str, Callable[..., Backend]] = {
-    # Multivariate TPE models parameters jointly; `group` handles the conditional units_layer_k.
-    "tpe": _sampler_backend(lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)),
+    # Multivariate TPE models parameters jointly; `group` handles the conditional units_layer_k;
+    # the constant liar keeps parallel workers from all sampling next to the same good trial.
+    "tpe": _sampler_backend(
+        lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+    ),
     "random": _sampler_backend(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
     "qmc": _sampler_backend(lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)),
     "cmaes": _sampler_backend(lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)),
