@@ -65,8 +65,10 @@ report: setup
 compare: setup
 	$(SEARCH) report --compare $(call opt,STORAGE,storage)
 
-test: setup lint
-	$(PY) -m pytest -q
+# Both cores: each of the 2 pytest workers takes whole test files (module fixtures are built once);
+# MNIST is fetched before, so the workers never race to fetch it.
+test: setup lint data
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

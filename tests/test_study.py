@@ -53,21 +53,6 @@ def test_trials_record_params_value_curves_and_config(tmp_path):
     assert {"space", "backend", "objective", "pruner", "epochs", "base_config", "command"} <= study.user_attrs.keys()
 
 
-@pytest.mark.parametrize("backend", ["tpe", "random", "qmc", "cmaes", "gp"])
-def test_every_optuna_sampler_runs_a_tiny_study(tmp_path, backend):
-    study = _run(tmp_path, n_trials=3, backend=backend, epochs=1)
-    assert _states(study).count(TrialState.COMPLETE) == 3
-    assert study.user_attrs["backend"] == backend
-
-
-@pytest.mark.parametrize("pruner", ["hyperband", "median", "successive-halving", "none"])
-def test_every_pruner_runs_a_tiny_study(tmp_path, pruner):
-    study = _run(tmp_path, n_trials=3, pruner=pruner, epochs=3, subset=200)
-    states = _states(study)
-    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
-    assert TrialState.RUNNING not in states
-
-
 def test_pruned_trials_stop_early_and_keep_their_curve(tmp_path):
     # Successive halving over eight varied networks: the weaker ones must stop before the last epoch.
     study = _run(tmp_path, n_trials=8, pruner="successive-halving", epochs=4, subset=200, baseline=False)
