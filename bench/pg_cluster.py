@@ -1,8 +1,7 @@
-"""A throw-away PostgreSQL cluster for benchmarks: loopback and a unix socket only, removed at the end.
+"""A throw-away PostgreSQL cluster for benchmarks and tests: loopback and a unix socket only, removed at the end.
 
-The same way tests/test_postgres.py starts its own (initdb with trust, fsync off, as the
-`postgres` user when run as root), plus what a load benchmark needs: a fresh database per run,
-the server's CPU time, and its connection limit.
+initdb with trust, fsync off, as the `postgres` user when run as root; plus what a load benchmark
+needs: a fresh database per run, the server's CPU time, and its connection limit.
 """
 
 from __future__ import annotations

@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
 import itertools
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import optuna
-import psycopg
 import pytest
 from optuna.trial import FrozenTrial
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # the benchmarks' own helpers
+import pg_cluster
 
 from search.backends import Backend
 from search.config import TrialConfig
@@ -158,47 +157,14 @@ def require_service(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _postgres_programs() -> Path | None:
-    """The folder of initdb and pg_ctl: Debian's newest /usr/lib/postgresql/<version>/bin, else the PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    initdb = found[-1] if found else shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Callable[[], str]]:
     """A throw-away PostgreSQL cluster on 127.0.0.1 for the whole run; each call makes a fresh database URL."""
-    programs = _postgres_programs()
-    if programs is None:
+    if pg_cluster.server_programs() is None:
         require_service("PostgreSQL server programs (initdb, pg_ctl) not installed; apt-get install postgresql")
-    # PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user then.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    folder = Path(tempfile.mkdtemp(prefix="search-pg-"))
-    if as_user:
-        shutil.chown(folder, "postgres")
-    port = free_port()
-    data = folder / "data"
-
-    def run(*command: str) -> None:
-        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=LIMIT)
-
-    run(str(programs / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
-    # fsync off: a test cluster is thrown away, and syncing would only slow the workers down.
-    options = f"-h 127.0.0.1 -p {port} -k {folder} -F"
-    run(str(programs / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
     numbers = itertools.count()
-
-    def new_database() -> str:
-        name = f"search{next(numbers)}"
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as db:
-            db.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{name}"
-
-    try:
-        yield new_database
-    finally:
-        run(str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+    with pg_cluster.cluster() as server:
+        yield lambda: server.create_database(f"search{next(numbers)}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
