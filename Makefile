@@ -65,10 +65,10 @@ report: setup
 compare: setup
 	$(SEARCH) report --compare $(call opt,STORAGE,storage)
 
-# Both cores: each of the 2 pytest workers takes whole test files (module fixtures are built once);
-# MNIST is fetched before, so the workers never race to fetch it.
+# Three pytest workers on two cores (many tests wait on other processes: heartbeats, servers), each
+# taking whole test files so module fixtures are built once; MNIST is fetched first, so none races to.
 test: setup lint data
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 3 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -125,11 +125,20 @@ def test_bayesian_model_proposes_values_inside_the_space(tmp_path):
         assert all(d._contains(d.to_internal_repr(trial.params[k])) for k, d in trial.distributions.items())
 
 
-def test_exhausted_space_ends_the_run_with_keras_tuners_reason(tmp_path, mnist):
-    spec = _spec("kt-random", space="augment")  # 4 x 5 x 4 = 80 points
+def _twenty_points(trial, base: TrialConfig) -> TrialConfig:
+    """A space of 5 x 4 = 20 points, small enough for Keras Tuner's random search to run out of new ones."""
+    return base.replace(
+        augment_rotate=trial.suggest_categorical("augment_rotate", [0.0, 5.0, 10.0, 15.0, 20.0]),
+        augment_zoom=trial.suggest_categorical("augment_zoom", [0.0, 0.05, 0.1, 0.15]),
+    )
+
+
+def test_exhausted_space_ends_the_run_with_keras_tuners_reason(tmp_path, mnist, monkeypatch):
+    monkeypatch.setitem(SPACES, "twenty", _twenty_points)
+    spec = _spec("kt-random", space="twenty")
     backend, study = _opened(tmp_path, spec)
-    done = drive(backend, study, "augment", lambda config: config.augment_rotate / 100, limit=1_000)
-    assert len({tuple(t.params.values()) for t in study.trials}) == done and 40 < done <= 80
+    done = drive(backend, study, "twenty", lambda config: config.augment_rotate / 100, limit=1_000)
+    assert len({tuple(t.params.values()) for t in study.trials}) == done and 10 < done <= 20
     assert "triggered exit" in backend.stop_reason
     del backend
     gc.collect()
