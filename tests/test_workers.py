@@ -18,6 +18,7 @@ from conftest import LIMIT, REPO, TINY_RUN, assert_no_number_twice, start_search
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import GRACE_HEARTBEATS, open_storage
+from search.workers import _verdict, worker_command
 
 HEARTBEAT = 2  # seconds; a killed worker's trial is retried after GRACE_HEARTBEATS of them
 
@@ -151,3 +152,29 @@ def test_sqlite_hands_each_queued_trial_to_one_process(tmp_path: Path) -> None:
     assert_no_number_twice(trials)
     queued = [t for t in trials if t.user_attrs.get("queued")]
     assert sorted(t.params["x"] for t in queued if t.state == TrialState.COMPLETE) == list(range(30))
+
+
+def test_the_workers_verdict_names_each_that_failed_and_exits_as_the_first(capsys) -> None:
+    assert _verdict([0, 0]) == 0
+    assert _verdict([0, -signal.SIGKILL, 3]) == 128 + signal.SIGKILL
+    assert capsys.readouterr().err.splitlines() == [
+        "worker 2 was killed by SIGKILL; trials it finished are kept",
+        "worker 3 exited with status 3; trials it finished are kept",
+    ]
+
+
+def test_a_worker_s_command_joins_the_study_with_its_budget_in_minutes() -> None:
+    command = worker_command(study="s", storage="sqlite:///x.db", n_trials=7, timeout=90.0)
+    assert command[1:] == [
+        "-m",
+        "search",
+        "worker",
+        "--study",
+        "s",
+        "--storage",
+        "sqlite:///x.db",
+        "--trials",
+        "7",
+        "--timeout",
+        "1.5",
+    ]
