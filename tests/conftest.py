@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import fcntl
 import itertools
 import os
 import socket
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import optuna
 import pytest
@@ -39,6 +40,12 @@ TINY_TRAIN = 2_000
 TINY_VAL = 500
 # Tiny searches from the command line: the size space on 300 training images (validation: all 10,000).
 TINY_RUN = ("--space", "size", "--subset", "300", "--timeout", "10")
+# The shared tiny study (`tiny_study`): the reference model (trial 0) and two TPE trials of the
+# size space, 2 epochs on 500 training images, seed 3, under the space's default study name.
+TINY_STUDY = "size-tpe"
+TINY_STUDY_RUN = ("run", "--space", "size", "--subset", "500", "--epochs", "2", "--pruner", "none", "--seed", "3")
+TINY_STUDY_TRIALS = 3
+SMALL_UNITS = [8, 16, 32, 64, 128, 256, 512]  # small_space's widths: the reference network's, and no wider
 LIMIT = 600  # seconds a tiny search or a state may take on a loaded 2-core machine before a test gives up
 POLL_SECONDS = 0.2
 
@@ -61,6 +68,51 @@ def tiny_mnist(mnist: Mnist) -> Mnist:
         x_val=mnist.x_val[:TINY_VAL],
         y_val=mnist.y_val[:TINY_VAL],
     )
+
+
+def small_space(trial: Any, base: TrialConfig) -> TrialConfig:
+    """A test-only space: the size space's parameters, capped at the reference network's depth and widths.
+
+    For in-process studies whose trials only need to differ: the size space's widest draws (8 x 2048)
+    spend most of a tiny trial validating on 10,000 images. The reference network (the baseline
+    trial) is a point of it, as of every space.
+    """
+    reference = TrialConfig().hidden_units
+    n_layers = trial.suggest_int("n_layers", 1, len(reference))
+    units = [trial.suggest_categorical(f"units_layer_{k}", SMALL_UNITS) for k in range(1, n_layers + 1)]
+    return base.replace(hidden_units=tuple(units))
+
+
+@pytest.fixture(scope="module")
+def small() -> Iterator[str]:
+    """The name under which `small_space` is a known space, for one test module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(SPACES, "small", small_space)
+        yield "small"
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The storage URL of one real study, made once per test run by the command line and shared.
+
+    `TINY_STUDY_RUN` for one trial (the baseline), then the same command resumed to
+    `TINY_STUDY_TRIALS`, so it also shows what a resume adds. Under pytest-xdist the workers share
+    it through a lock file in their common folder: the first to need it builds it, the others wait.
+    Tests only read it; one that changes a study works on a copy.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    db, built = root / "tiny_study.db", root / "tiny_study.built"
+    url = f"sqlite:///{db}"
+    with open(root / "tiny_study.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not built.exists():
+            for n_trials in (1, TINY_STUDY_TRIALS):
+                result = search_cli(*TINY_STUDY_RUN, "--trials", str(n_trials), "--storage", url)
+                assert result.returncode == 0, result.stdout + result.stderr
+            built.touch()
+    return url
 
 
 def wait_for(

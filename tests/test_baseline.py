@@ -4,51 +4,40 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import TINY_STUDY, TINY_STUDY_RUN, TINY_STUDY_TRIALS, search_cli
 
 from search.backends import get_backend
+from search.cli import main
 from search.storage import open_storage
 from search.study import StudySpec, open_study
 from spaces import params_for, prior
 
-REPO = Path(__file__).resolve().parents[1]
-RUN = ("run", "--space", "size", "--epochs", "1", "--subset", "300", "--seed", "3")
-
-
-def _search(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One database: study `s` run for one trial then resumed to two, study `plain` run with --no-baseline."""
+def storage(tiny_study: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One database: study `plain` (--no-baseline, the command line run in-process) and a copy of tiny_study."""
     url = f"sqlite:///{tmp_path_factory.mktemp('baseline') / 'studies.db'}"
-    _search(*RUN, "--trials", "1", "--study", "s", "--storage", url)
-    _search(*RUN, "--trials", "2", "--study", "s", "--storage", url)
-    _search(*RUN, "--trials", "1", "--study", "plain", "--storage", url, "--no-baseline")
+    assert main([*TINY_STUDY_RUN, "--trials", "1", "--study", "plain", "--storage", url, "--no-baseline"]) == 0
+    optuna.copy_study(from_study_name=TINY_STUDY, from_storage=tiny_study, to_storage=url)
     return url
 
 
-def test_baseline_is_trial_0_of_a_new_study_and_not_of_a_resumed_one(storage: str) -> None:
-    trials = optuna.load_study(study_name="s", storage=storage).get_trials(deepcopy=False)
-    assert [t.number for t in trials] == [0, 1]
-    assert [t.user_attrs.get("baseline", False) for t in trials] == [True, False]
+def test_baseline_is_trial_0_of_a_new_study_and_not_of_a_resumed_one(tiny_study: str) -> None:
+    # tiny_study ran one trial, then was resumed to three: the resume queued no second baseline.
+    trials = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study).get_trials(deepcopy=False)
+    assert [t.number for t in trials] == list(range(TINY_STUDY_TRIALS))
+    assert [t.user_attrs.get("baseline", False) for t in trials] == [True] + [False] * (TINY_STUDY_TRIALS - 1)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
-def test_baseline_is_the_reference_model_with_the_studys_epochs_and_seed(storage: str) -> None:
-    baseline = optuna.load_study(study_name="s", storage=storage).trials[0]
-    base = StudySpec(space="size", backend="tpe", epochs=1, subset=300, seed=3).base()
-    assert (base.epochs, base.seed) == (1, 3)
+def test_baseline_is_the_reference_model_with_the_studys_epochs_and_seed(tiny_study: str) -> None:
+    baseline = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study).trials[0]
+    base = StudySpec(space="size", backend="tpe", epochs=2, subset=500, seed=3).base()
+    assert (base.epochs, base.seed) == (2, 3)
     assert baseline.user_attrs["config"] == base.to_dict()
     assert baseline.params == params_for("size", base)
 
@@ -61,11 +50,14 @@ def test_no_baseline_flag_gives_a_study_without_one(storage: str) -> None:
 
 
 def test_rank_shows_each_trial_against_its_studys_baseline(storage: str) -> None:
-    rows = list(csv.DictReader(io.StringIO(_search("rank", "--storage", storage, "--format", "csv"))))
-    ours = {int(row["trial"]): row for row in rows if row["study"] == "s"}
+    result = search_cli("rank", "--storage", storage, "--format", "csv")  # the real command, once
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    ours = {int(row["trial"]): row for row in rows if row["study"] == TINY_STUDY}
     baseline = float(ours[0]["value"])
     assert ours[0]["baseline"] == "True" and float(ours[0]["vs_baseline"]) == 0.0
-    assert float(ours[1]["vs_baseline"]) == pytest.approx(float(ours[1]["value"]) - baseline)
+    for number in range(1, TINY_STUDY_TRIALS):
+        assert float(ours[number]["vs_baseline"]) == pytest.approx(float(ours[number]["value"]) - baseline)
     # A study without a baseline has nothing to measure against.
     assert [row["vs_baseline"] for row in rows if row["study"] == "plain"] == [""]
 

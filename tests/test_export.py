@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from conftest import TINY_STUDY, search_cli
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -17,27 +16,10 @@ from search.config import TrialConfig
 from search.errors import UserError
 from search.export import Exported, boundary_warnings, export_trial, read_yaml, write_yaml
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _search(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-@pytest.fixture(scope="module")
-def real_study(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A study made by the real driver: trial 0 the reference model, trial 1 sampled by TPE (about 15 s)."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('study') / 's.db'}"
-    run = _search("run", "--space", "size", "--trials", "2", "--epochs", "1", "--subset", "500", "--storage", url)
-    assert run.returncode == 0, run.stderr
-    return url
-
-
-def test_export_then_read_gives_the_identical_config(real_study: str, tmp_path: Path) -> None:
-    study = optuna.load_study(study_name="size-tpe", storage=real_study)
-    exported = export_trial(real_study, "size-tpe")
+def test_export_then_read_gives_the_identical_config(tiny_study: str, tmp_path: Path) -> None:
+    study = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study)
+    exported = export_trial(tiny_study, TINY_STUDY)
     write_yaml(exported, tmp_path / "best.yaml")
     again = read_yaml(tmp_path / "best.yaml")
     assert exported.config == TrialConfig.from_dict(study.best_trial.user_attrs["config"], complete=True)
@@ -50,8 +32,8 @@ def test_export_then_read_gives_the_identical_config(real_study: str, tmp_path: 
     assert exported.provenance["param_count"] == study.best_trial.user_attrs["param_count"]
 
 
-def test_export_lists_every_key_in_schema_order_with_its_meaning(real_study: str) -> None:
-    text = export_trial(real_study).to_yaml("best.yaml")  # the storage holds one study: no name needed
+def test_export_lists_every_key_in_schema_order_with_its_meaning(tiny_study: str) -> None:
+    text = export_trial(tiny_study).to_yaml("best.yaml")  # the storage holds one study: no name needed
     assert text.startswith("# An MLP-on-MNIST config exported by mlp-search: trial ")
     assert "make train CONFIG=best.yaml" in text
     body = text.split("\nconfig:\n")[1].split("\nprovenance:\n")[0].splitlines()
@@ -67,8 +49,8 @@ def test_export_lists_every_key_in_schema_order_with_its_meaning(real_study: str
     assert {"param_count", "dataset", "versions", "exported_at", "command"} <= set(document["provenance"])
 
 
-def test_cli_exports_trial_0_the_baseline_with_its_boundary_warning(real_study: str) -> None:
-    result = _search("export", "--study", "size-tpe", "--trial", "0", "--storage", real_study)
+def test_cli_exports_trial_0_the_baseline_with_its_boundary_warning(tiny_study: str) -> None:
+    result = search_cli("export", "--study", TINY_STUDY, "--trial", "0", "--storage", tiny_study)
     assert result.returncode == 0, result.stderr
     document = yaml.safe_load(result.stdout)
     assert document["provenance"]["trial"] == 0
@@ -166,7 +148,7 @@ def test_export_picks_the_complete_trial_among_failed_ones(handmade: str) -> Non
 
 
 def test_cli_export_errors_exit_2_with_one_line(handmade: str) -> None:
-    result = _search("export", "--study", "hopeless", "--storage", handmade)
+    result = search_cli("export", "--study", "hopeless", "--storage", handmade)
     assert result.returncode == 2
     last = result.stderr.splitlines()[-1]
     assert last == "error: study 'hopeless' has no complete trial (1 pruned, 2 fail); run more trials first"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
+from conftest import REPO, TINY_STUDY, search_cli
 
 from search._keras import keras
 from search.config import TrialConfig
@@ -20,7 +20,6 @@ from search.export import Exported, read_yaml
 from search.final import evaluate_saved, output_paths, report_lines, retrain
 from search.train import TrialResult, train
 
-REPO = Path(__file__).resolve().parents[1]
 # Batch norm, dropout and augmentation: the saved model must come back (in safe mode) in inference
 # mode, with the batch norm's moving statistics and without the training-only layers' noise.
 TINY = TrialConfig(
@@ -123,27 +122,21 @@ def test_a_subset_larger_than_the_training_split_is_refused(tiny_mnist: Mnist, t
     assert not (tmp_path / "c.keras").exists()
 
 
-def _search(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
-    )
-
-
-def test_run_export_train_reproduces_the_trial_in_a_new_process(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    run = _search("run", "--space", "size", "--trials", "1", "--epochs", "1", "--subset", "500", "--storage", url)
-    assert run.returncode == 0, run.stderr
-    exported = _search("export", "--storage", url, "--out", str(tmp_path / "best.yaml"))
+def test_run_export_train_reproduces_the_trial_in_a_new_process(tiny_study: str, tmp_path: Path) -> None:
+    exported = search_cli("export", "--storage", tiny_study, "--out", str(tmp_path / "best.yaml"))
     assert exported.returncode == 0, exported.stderr
-    assert exported.stdout.startswith(f"wrote {tmp_path / 'best.yaml'}: trial 0 of study 'size-tpe', val_accuracy 0.")
+    best = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study).best_trial
+    wrote = f"wrote {tmp_path / 'best.yaml'}: trial {best.number} of study '{TINY_STUDY}', val_accuracy 0."
+    assert exported.stdout.startswith(wrote)
     recorded = read_yaml(tmp_path / "best.yaml").provenance["value"]
-    trained = _search("train", str(tmp_path / "best.yaml"), "--subset", "500", "--out-dir", str(tmp_path / "out"))
+    trained = search_cli("train", str(tmp_path / "best.yaml"), "--subset", "500", "--out-dir", str(tmp_path / "out"))
     assert trained.returncode == 0, trained.stderr
     scores = json.loads((tmp_path / "out" / "best.scores.json").read_text())
     assert scores["recorded"]["value"] == recorded
     assert scores["recorded"]["comparable"] is True  # same 500 training images as the study
     assert abs(scores["validation"]["accuracy"] - recorded) <= TOLERANCE
-    assert re.search(r"^validation accuracy 0\.\d{4} .*trial 0 recorded val_accuracy", trained.stdout, re.M)
+    validation = rf"^validation accuracy 0\.\d{{4}} .*trial {best.number} recorded val_accuracy"
+    assert re.search(validation, trained.stdout, re.M)
     assert re.search(r"^test accuracy 0\.\d{4} ", trained.stdout, re.M)
     assert (tmp_path / "out" / "best.keras").is_file()
 
@@ -151,7 +144,7 @@ def test_run_export_train_reproduces_the_trial_in_a_new_process(tmp_path: Path) 
 def test_cli_train_refuses_a_bad_config_in_one_line_before_training(tmp_path: Path) -> None:
     config_path = tmp_path / "bad.yaml"
     config_path.write_text(yaml.safe_dump({**TINY.to_dict(), "dropout": 2.0}))
-    result = _search("train", str(config_path))
+    result = search_cli("train", str(config_path))
     assert result.returncode == 2
     assert (
         result.stderr.splitlines()[-1]

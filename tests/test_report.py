@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
 import optuna
 import pytest
+from conftest import TINY_STUDY, TINY_STUDY_TRIALS, search_cli
 from optuna.distributions import IntDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
@@ -20,20 +19,7 @@ from search.report.study import BEST_CURVES, learning_curves, write_study_report
 from search.storage import open_storage
 from spaces import SPACES
 
-REPO = Path(__file__).resolve().parents[1]
 IMAGES = ["history.png", "importances.png", "learning_curves.png", "parallel_coordinate.png"]
-REAL = "size-real"
-
-
-@pytest.fixture(scope="module")
-def real_study(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The storage URL of a study the real driver made: 3 trials of 2 epochs on 500 images."""
-    storage = f"sqlite:///{tmp_path_factory.mktemp('report') / 's.db'}"
-    command = [sys.executable, "-m", "search", "run", "--space", "size", "--subset", "500", "--epochs", "2"]
-    command += ["--pruner", "none", "--trials", "3", "--timeout", "0", "--study", REAL, "--storage", storage]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return storage
 
 
 def _history(accuracy: float, gap: float) -> dict[str, list[float]]:
@@ -70,14 +56,13 @@ def _study(storage: str, name: str, space: str, trials: list[FrozenTrial], objec
         study.add_trial(trial)
 
 
-def test_report_of_a_real_study_writes_a_self_contained_page_and_four_plots(real_study: str, tmp_path: Path) -> None:
+def test_report_of_a_real_study_writes_a_self_contained_page_and_four_plots(tiny_study: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "search", "report", "--study", REAL, "--storage", real_study, "--out", str(out)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    result = search_cli("report", "--study", TINY_STUDY, "--storage", tiny_study, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == f"wrote {out / 'report.html'} and 4 images: {', '.join(IMAGES)}"
-    progress = [line for line in result.stderr.splitlines() if line.startswith(f"report '{REAL}': ")]
-    assert len(progress) == 4 and all(line.endswith("(complete trials: 3)") for line in progress)
+    progress = [line for line in result.stderr.splitlines() if line.startswith(f"report '{TINY_STUDY}': ")]
+    assert len(progress) == 4 and all(line.endswith(f"(complete trials: {TINY_STUDY_TRIALS})") for line in progress)
     page = (out / "report.html").read_text()
     embedded = re.findall(r"src='data:image/png;base64,([^']+)'", page)
     assert [base64.b64decode(data) for data in embedded] == [(out / name).read_bytes() for name in IMAGES]
@@ -86,9 +71,9 @@ def test_report_of_a_real_study_writes_a_self_contained_page_and_four_plots(real
         pixels = matplotlib.image.imread(out / name)
         assert pixels.shape[0] > 300 and pixels.shape[1] > 400, (name, pixels.shape)
         assert pixels.std() > 0.05, f"{name} is blank"
-    best = optuna.load_study(study_name=REAL, storage=real_study).best_trial
+    best = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study).best_trial
     assert f"Best: trial {best.number}, val_accuracy {best.value:.4f}." in page
-    assert "Trials: 3 complete, 0 pruned, 0 failed, 0 running." in page
+    assert f"Trials: {TINY_STUDY_TRIALS} complete, 0 pruned, 0 failed, 0 running." in page
 
 
 def test_plots_that_say_nothing_are_replaced_by_the_reason(tmp_path: Path) -> None:
@@ -148,10 +133,10 @@ def test_empty_unknown_or_unnamed_study_is_one_clear_line(tmp_path: Path, capsys
 
 
 def test_compare_lists_every_space_and_what_it_bought(
-    real_study: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_study: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     storage = f"sqlite:///{tmp_path / 's.db'}"
-    optuna.copy_study(from_study_name=REAL, from_storage=real_study, to_storage=open_storage(storage))
+    optuna.copy_study(from_study_name=TINY_STUDY, from_storage=tiny_study, to_storage=open_storage(storage))
     baseline = _trial(0.95, 512, gap=0.30, baseline=True, seconds=20.0)
     _study(storage, "dropout-a", "dropout", [baseline, _trial(0.97, 256, gap=0.05, seconds=30.0)])
     _study(storage, "dropout-b", "dropout", [_trial(0.96, 128)])  # worse: not the one compared
@@ -175,7 +160,7 @@ def test_compare_lists_every_space_and_what_it_bought(
     assert notes["schedule"] == "missing: no complete trial in schedule-pruned"
     assert notes["full"] == "missing: no val_accuracy study"
 
-    real = optuna.load_study(study_name=REAL, storage=real_study)
+    real = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study)
     size = compare_spaces([real]).set_index("space").loc["size"]
     first = real.trials[0]
     assert first.user_attrs["baseline"] and size["baseline_val_accuracy"] == first.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import LIMIT, REPO, epochs_reported, search_cli, stop, wait_for
 from optuna.trial import TrialState
 
 import spaces
+from search.cli import main
 from search.config import TrialConfig
 from search.errors import UserError
 from search.rank import load_studies, state_counts, trial_rows
@@ -22,22 +24,44 @@ from search.study import StudySpec, run_study
 TINY = {"subset": 300, "epochs": 2}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _small_space(small: str) -> None:
+    """`_run`'s space (conftest.small_space) is known to the driver for this module's tests."""
+
+
 def _run(tmp_path: Path, n_trials: int = 2, study: str = "s", **spec: object) -> optuna.Study:
-    values = {"space": "size", "backend": "random", "pruner": "none", **TINY, **spec}
+    values = {"space": "small", "backend": "random", "pruner": "none", **TINY, **spec}
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     assert run_study(StudySpec(**values), study=study, storage=url, n_trials=n_trials, timeout=None) == 0
     return optuna.load_study(study_name=study, storage=url)
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Study `s` (`_run`'s defaults): two trials, then resumed to three. Tests that change it copy the file."""
+    folder = tmp_path_factory.mktemp("resumed")
+    _run(folder, n_trials=2)
+    _run(folder, n_trials=3)
+    return folder / "studies.db"
+
+
+def _copy(db: Path, folder: Path) -> Path:
+    """A copy of database `db` in `folder`, through SQLite's backup (a file copy would miss its write-ahead log)."""
+    copy = folder / "studies.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy
 
 
 def _states(study: optuna.Study) -> list[TrialState]:
     return [t.state for t in study.get_trials(deepcopy=False)]
 
 
-def test_trials_record_params_value_curves_and_config(tmp_path):
-    study = _run(tmp_path, n_trials=2)
+def test_trials_record_params_value_curves_and_config(resumed):
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{resumed}")
     trials = study.get_trials(deepcopy=False)
-    assert _states(study) == [TrialState.COMPLETE, TrialState.COMPLETE]
-    baseline, searched = trials
+    assert _states(study) == [TrialState.COMPLETE] * 3
+    baseline, searched = trials[:2]
     assert baseline.user_attrs["baseline"] is True
     assert baseline.user_attrs["config"] == TrialConfig(epochs=2, seed=0).to_dict()
     assert baseline.user_attrs["param_count"] == 912_226
@@ -63,9 +87,8 @@ def test_pruned_trials_stop_early_and_keep_their_curve(tmp_path):
         assert len(trial.intermediate_values) == trial.user_attrs["epochs_run"]
 
 
-def test_resume_counts_finished_trials(tmp_path):
-    _run(tmp_path, n_trials=2, epochs=1)
-    study = _run(tmp_path, n_trials=3, epochs=1)
+def test_resume_counts_finished_trials(resumed):
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{resumed}")  # asked for 2, then for 3
     assert len(study.trials) == 3
     assert sum(t.user_attrs.get("baseline", False) for t in study.trials) == 1
 
@@ -76,16 +99,15 @@ def test_resume_counts_finished_trials(tmp_path):
         ({"space": "dropout"}, "space"),
         ({"backend": "tpe"}, "backend"),
         ({"objective": "val_loss"}, "objective"),
-        ({"epochs": 3}, "epochs"),
+        ({"epochs": 3}, "epochs"),  # the study has 2
     ],
 )
-def test_reusing_a_study_name_with_other_settings_is_refused(tmp_path, change, named):
-    _run(tmp_path, n_trials=1, epochs=1)
-    before = (tmp_path / "studies.db").read_bytes()
+def test_reusing_a_study_name_with_other_settings_is_refused(resumed, tmp_path, change, named):
+    before = _copy(resumed, tmp_path).read_bytes()
     with pytest.raises(UserError, match=f"was made with {named}="):
-        _run(tmp_path, n_trials=2, **{"epochs": 1, **change})
+        _run(tmp_path, n_trials=4, **change)
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'studies.db'}")
-    assert len(study.trials) == 1
+    assert len(study.trials) == 3
     assert (tmp_path / "studies.db").stat().st_size >= len(before)
 
 
@@ -158,7 +180,8 @@ def test_a_bad_flag_is_one_clear_line_from_the_real_command():
     """The whole table of bad input runs in-process (test_bad_input.py); this is the same path end to end."""
     result = search_cli("run", "--trials", "1", "--epochs", "1", "--subset", "100", "--space", "nope")
     assert result.returncode == 2
-    assert result.stderr == f"error: unknown space 'nope'; known spaces: {', '.join(spaces.SPACES)}\n"
+    known = ", ".join(name for name in spaces.SPACES if name != "small")  # the command knows no test-only space
+    assert result.stderr == f"error: unknown space 'nope'; known spaces: {known}\n"
 
 
 def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
@@ -169,9 +192,8 @@ def test_a_file_that_is_not_a_database_is_refused_and_left_alone(tmp_path):
     assert notes.read_text() == "my notes, not a database\n"
 
 
-def test_a_corrupt_database_is_refused_and_left_alone(tmp_path):
-    _run(tmp_path, n_trials=1, epochs=1)
-    db = tmp_path / "studies.db"
+def test_a_corrupt_database_is_refused_and_left_alone(resumed, tmp_path):
+    db = _copy(resumed, tmp_path)
     data = bytearray(db.read_bytes())
     data[100:] = b"\x5a" * (len(data) - 100)  # keep the 100-byte file header, wreck every page
     db.write_bytes(bytes(data))
@@ -181,18 +203,22 @@ def test_a_corrupt_database_is_refused_and_left_alone(tmp_path):
     assert db.read_bytes() == bytes(data)
 
 
-def test_rank_in_every_format(tmp_path):
-    _run(tmp_path, n_trials=2, epochs=1)
-    url = f"sqlite:///{tmp_path / 'studies.db'}"
-    table = search_cli("rank", "--storage", url).stdout
+def test_rank_in_every_format(resumed, capsys):
+    url = f"sqlite:///{resumed}"
+    table = search_cli("rank", "--storage", url).stdout  # the real command once; the formats in-process
+
+    def rank(*flags: str) -> str:
+        assert main(["rank", "--storage", url, *flags]) == 0
+        return capsys.readouterr().out
+
     assert "rank" in table and "vs_baseline" in table and "complete" in table
-    csv = search_cli("rank", "--storage", url, "--format", "csv").stdout.splitlines()
-    assert csv[0].startswith("rank,study,") and len(csv) == 3
-    json_rows = json.loads(search_cli("rank", "--storage", url, "--format", "json").stdout)
-    assert [row["rank"] for row in json_rows] == [1, 2] and json_rows[0]["value"] >= json_rows[1]["value"]
-    markdown = search_cli("rank", "--storage", url, "--format", "markdown").stdout
-    assert markdown.startswith("| rank | study |")
-    assert search_cli("rank", "--storage", url, "--top", "1", "--format", "csv").stdout.count("\n") == 2
+    csv = rank("--format", "csv").splitlines()
+    assert csv[0].startswith("rank,study,") and len(csv) == 4
+    json_rows = json.loads(rank("--format", "json"))
+    assert [row["rank"] for row in json_rows] == [1, 2, 3]
+    assert [row["value"] for row in json_rows] == sorted((row["value"] for row in json_rows), reverse=True)
+    assert rank("--format", "markdown").startswith("| rank | study |")
+    assert rank("--top", "1", "--format", "csv").count("\n") == 2
 
 
 def test_rank_reads_what_optuna_reads(tmp_path):

@@ -24,8 +24,8 @@ HEARTBEAT = 2  # seconds; a killed worker's trial is retried after GRACE_HEARTBE
 
 
 def test_workers_share_one_study(storage_url: str) -> None:
-    """`search run --workers 3` finishes exactly 6 trials, each number once, trained by several workers."""
-    url, workers, n_trials = storage_url, 3, 6
+    """`search run --workers 2` finishes exactly 4 trials, each number once, trained by both workers."""
+    url, workers, n_trials = storage_url, 2, 4
     args = ["--epochs", "1", "--trials", str(n_trials), "--workers", str(workers), "--study", "many"]
     parent = start_search("run", *TINY_RUN, *args, "--storage", url)
     try:
