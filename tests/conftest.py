@@ -32,6 +32,7 @@ from search.config import TrialConfig
 from search.data import DATA_DIR, Mnist, load_mnist
 from search.storage import open_storage
 from spaces import SPACES
+from spaces._scope import only_when
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,9 +78,12 @@ def small_space(trial: Any, base: TrialConfig) -> TrialConfig:
     spend most of a tiny trial validating on 10,000 images. The reference network (the baseline
     trial) is a point of it, as of every space.
     """
-    reference = TrialConfig().hidden_units
-    n_layers = trial.suggest_int("n_layers", 1, len(reference))
-    units = [trial.suggest_categorical(f"units_layer_{k}", SMALL_UNITS) for k in range(1, n_layers + 1)]
+    depth = len(TrialConfig().hidden_units)
+    n_layers = trial.suggest_int("n_layers", 1, depth)
+    units = []
+    for k in range(1, n_layers + 1):
+        with only_when(trial, "n_layers", range(k, depth + 1)):  # as the size space says it
+            units.append(trial.suggest_categorical(f"units_layer_{k}", SMALL_UNITS))
     return base.replace(hidden_units=tuple(units))
 
 

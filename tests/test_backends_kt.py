@@ -27,7 +27,12 @@ from spaces import SPACES
 
 # The oracle tests drive the study with ask/tell, which Optuna's heartbeat storage warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
-TINY = {"space": "size", "epochs": 1, "subset": 500, "baseline": False}
+TINY = {"space": "small", "epochs": 1, "subset": 500, "baseline": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _small_space(small: str) -> None:
+    """The tiny runs' space (conftest.small_space) is known to the driver and the adapter for this module."""
 
 
 def _spec(backend: str, **settings: object) -> StudySpec:
@@ -175,7 +180,7 @@ def test_a_study_reused_with_other_settings_or_a_new_database_is_refused(tmp_pat
     url, folder = _url(tmp_path), tmp_path / ".kt" / "s"
     _run(url, _spec("kt-random"), n_trials=1)
     state = (folder / "oracle.json").read_text()
-    with pytest.raises(UserError, match="space='size', not 'dropout'"):
+    with pytest.raises(UserError, match="space='small', not 'dropout'"):
         run_study(_spec("kt-random", space="dropout"), study="s", storage=url, n_trials=2, timeout=None)
     assert (folder / "oracle.json").read_text() == state
     # A new database beside the old one: the folder's search is not this study's.
