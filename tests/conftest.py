@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Big enough for a one-hidden-layer MLP to learn in two epochs, small enough for ~2 s of training.
 TINY_TRAIN = 2_000
 TINY_VAL = 500
-# Tiny searches from the command line: the size space on 300 training images (validation: all 10,000).
-TINY_RUN = ("--space", "size", "--subset", "300", "--timeout", "10")
+# Tiny searches from the command line: the schedule space (the reference network in every trial, so
+# no trial costs more than the baseline) on 300 training images (validation: all 10,000).
+TINY_RUN = ("--space", "schedule", "--subset", "300", "--timeout", "10")
 # The shared tiny study (`tiny_study`): the reference model (trial 0) and two TPE trials of the
 # size space, 2 epochs on 500 training images, seed 3, under the space's default study name.
 TINY_STUDY = "size-tpe"

@@ -37,10 +37,10 @@ def test_a_child_killed_by_a_signal_is_reported_as_such() -> None:
 def test_a_trial_whose_process_is_killed_fails_with_the_reason_and_the_search_goes_on(tmp_path: Path) -> None:
     db = tmp_path / "studies.db"
     url = f"sqlite:///{db}"
-    # The reference network (space schedule) for 20 epochs: once the first is reported, 19 more leave
+    # The reference network (TINY_RUN's space) for 20 epochs: once the first is reported, 19 more leave
     # ample time to kill the trial mid-training, and the trial after it is no larger.
     args = ("--backend", "random", "--pruner", "none", "--epochs", "20", "--trials", "1", "--no-baseline")
-    parent = start_search("run", *TINY_RUN, "--space", "schedule", *args, "--study", "k", "--storage", url)
+    parent = start_search("run", *TINY_RUN, *args, "--study", "k", "--storage", url)
     try:
         child = wait_for(lambda: _trial_process_of(parent.pid), "the search forking a trial process", alive=parent)
         wait_for(lambda: epochs_reported(db, 0), "trial 0 reporting its first epoch", alive=parent)
