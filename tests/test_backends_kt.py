@@ -204,6 +204,7 @@ def hyperband(tmp_path_factory) -> tuple[str, optuna.Study, Path]:
 
 def test_hyperband_trains_each_trial_for_its_brackets_epochs(hyperband):
     _, study, folder = hyperband
+    assert study.user_attrs["oracle_class"] == "HyperbandOracle"
     baseline, *searched = study.trials
     assert "kt_trial_id" not in baseline.user_attrs and baseline.user_attrs["epochs_run"] == 3
     assert [t.user_attrs["epochs"] for t in searched] == [1, 1, 1, 3]
