@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     return run_study(
         spec,
-        study=args.study or f"{args.space}-{args.backend}",
+        study=_study_name(args),
         storage=args.storage,
         n_trials=args.trials,
         timeout=args.timeout or None,
@@ -134,12 +134,18 @@ def _reproduce(args: argparse.Namespace) -> str:
     return (
         f"python -m search run --space {args.space} --backend {args.backend} --pruner {args.pruner} "
         f"--objective {args.objective} --epochs {args.epochs} --trials {args.trials} --seed {args.seed} "
-        f"--study {args.study or f'{args.space}-{args.backend}'} --storage {redact(args.storage)}"
+        f"--study {_study_name(args)} --storage {redact(args.storage)}"
         + (f" --subset {args.subset}" if args.subset else "")
         + ("" if args.baseline else " --no-baseline")
         + ("" if args.prior else " --no-prior")
         + (f" --workers {args.workers}" if args.workers > 1 else "")
     )
+
+
+def _study_name(args: argparse.Namespace) -> str:
+    from search.spec import default_study_name
+
+    return args.study or default_study_name(args.space, args.backend)
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
@@ -149,14 +155,17 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    from search.backends import BACKENDS, DEFAULT_PRUNER, PRUNERS
-    from search.config import OBJECTIVES, STUDY_EPOCHS
+    from search.backends import BACKENDS, PRUNERS
+    from search.config import OBJECTIVES
+    from search.spec import DEFAULT_BACKEND, DEFAULT_OBJECTIVE, DEFAULT_PRUNER, DEFAULT_SPACE, STUDY_EPOCHS
     from search.storage import GRACE_HEARTBEATS, HEARTBEAT_SECONDS
     from spaces import SPACES
 
     run = commands.add_parser("run", help="run (or resume) a study: sample a space, train, record every trial")
-    run.add_argument("--space", default="full", help=f"search space: {', '.join(SPACES)} (default: %(default)s)")
-    run.add_argument("--backend", default="tpe", help=f"search algorithm: {', '.join(BACKENDS)} (default: %(default)s)")
+    run.add_argument("--space", default=DEFAULT_SPACE, help=f"search space: {', '.join(SPACES)} (default: %(default)s)")
+    run.add_argument(
+        "--backend", default=DEFAULT_BACKEND, help=f"search algorithm: {', '.join(BACKENDS)} (default: %(default)s)"
+    )
     run.add_argument(
         "--pruner",
         default=DEFAULT_PRUNER,
@@ -164,7 +173,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--objective",
-        default="val_accuracy",
+        default=DEFAULT_OBJECTIVE,
         help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized (default: %(default)s)",
     )
     run.add_argument(

@@ -13,11 +13,6 @@ ACTIVATIONS = ("relu", "elu", "gelu", "selu", "swish", "tanh")
 BATCHNORM_PLACEMENTS = ("none", "before_activation", "after_activation")
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
-# A study's epoch cap, and so every trial's `epochs` (a cosine schedule spans it): long enough
-# for augmentation to pay off (Simard et al. trained for hundreds), affordable because the pruner
-# gives it only to the few best trials (BENCHMARKS.md, "Search efficiency"). The reference
-# model's own 20 epochs (TrialConfig.epochs) are the note's, a different fact.
-STUDY_EPOCHS = 100
 # The validation metrics a study can optimize, and which way is better.
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 

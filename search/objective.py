@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import platform
 import socket
-from importlib import metadata
-from typing import TYPE_CHECKING
 
 import optuna
 
 from search._keras import keras, runtime_started
 from search.data import Mnist
 from search.progress import Progress
+from search.spec import StudySpec, library_versions
 from search.train import release_memory, train
 from search.trials import TrialFailed, begin_trial
 from spaces import get_space
 
-if TYPE_CHECKING:
-    from search.study import StudySpec
-
 
 class TrainingDiverged(TrialFailed):
     """The loss became NaN or infinite: the trial is recorded as failed and the study goes on."""
-
-
-def library_versions() -> dict[str, str]:
-    names = ("tensorflow", "keras", "keras-tuner", "optuna", "numpy")
-    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
 
 
 class Objective:
@@ -37,7 +26,7 @@ class Objective:
 
     def __init__(self, spec: StudySpec, data: Mnist, n_trials: int, progress: Progress) -> None:
         self.spec, self.n_trials, self.progress = spec, n_trials, progress
-        self.data = subset(data, spec.subset)
+        self.data = data.subset(spec.subset)
         self.space = get_space(spec.space)
         self.last_number: int | None = None
         # Who to ask if a trial hangs: the process running the study (its trials' processes die with it).
@@ -88,13 +77,6 @@ class Objective:
 
     def release_memory(self) -> None:
         release_memory()
-
-
-def subset(data: Mnist, n_images: int) -> Mnist:
-    """The first `n_images` training images only (0 = all); validation and test stay whole."""
-    if not n_images:
-        return data
-    return dataclasses.replace(data, x_train=data.x_train[:n_images], y_train=data.y_train[:n_images])
 
 
 class _EpochReporter(keras.callbacks.Callback):

@@ -4,71 +4,26 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from search.backends import DEFAULT_PRUNER, PRUNERS, Backend, get_backend
-from search.config import OBJECTIVES, STUDY_EPOCHS, TrialConfig
+from search.backends import PRUNERS, Backend, get_backend
+from search.config import OBJECTIVES
 from search.data import load_mnist
 from search.errors import UserError
-from search.objective import Objective, library_versions
+from search.objective import Objective
 from search.progress import Progress, format_seconds
+from search.spec import IDENTITY, StudySpec
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
 from spaces import get_space, params_for, prior
 
-# Settings that define what a study's trials mean; a study name re-used with other values is refused.
-IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
 # The driver's trial lines say what happened; Optuna's own logs would repeat it, with a traceback
 # for every trial the driver fails on purpose (diverged, interrupted, surplus).
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """What a study searches and how; stored as study user attrs so readers need only the storage."""
-
-    space: str
-    backend: str
-    objective: str = "val_accuracy"
-    pruner: str = DEFAULT_PRUNER
-    epochs: int = STUDY_EPOCHS
-    subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
-    seed: int = 0
-    baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against
-    prior: bool = True  # ... and its next one the space's best known config (spaces.PRIORS), a head start
-    command: str = ""
-
-    def base(self) -> TrialConfig:
-        """The config every trial starts from: the reference model, with this study's epochs and seed."""
-        return TrialConfig(epochs=self.epochs, seed=self.seed)
-
-    @property
-    def direction(self) -> str:
-        return "maximize" if OBJECTIVES[self.objective] == "max" else "minimize"
-
-    def attrs(self) -> dict[str, Any]:
-        return {
-            "space": self.space,
-            "backend": self.backend,
-            "objective": self.objective,
-            "pruner": self.pruner,
-            "epochs": self.epochs,
-            "subset": self.subset,
-            "seed": self.seed,
-            "command": self.command,
-            "base_config": self.base().to_dict(),
-            "versions": library_versions(),
-        }
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
-        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False, prior=False)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:

@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 from search.backends._base import Backend
 from search.backends._keras_tuner import KT_BACKENDS
-from search.backends._optuna import DEFAULT_PRUNER, OPTUNA_BACKENDS, PRUNERS
+from search.backends._optuna import OPTUNA_BACKENDS, PRUNERS
 from search.errors import UserError
 
 BACKENDS: dict[str, Callable[..., Backend]] = {**OPTUNA_BACKENDS, **KT_BACKENDS}
 
-__all__ = ["BACKENDS", "DEFAULT_PRUNER", "PRUNERS", "Backend", "get_backend"]
+__all__ = ["BACKENDS", "PRUNERS", "Backend", "get_backend"]
 
 
 def get_backend(name: str) -> Callable[..., Backend]:

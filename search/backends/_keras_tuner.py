@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import optuna
 import threadpoolctl
@@ -25,11 +25,9 @@ from search.backends._kt_adapter import learn_space
 from search.backends._kt_hyperband import hyperband_attrs, sweep_weights
 from search.config import OBJECTIVES, TrialConfig
 from search.errors import UserError
+from search.spec import StudySpec
 from search.storage import sqlite_path
 from spaces import get_space
-
-if TYPE_CHECKING:
-    from search.study import StudySpec
 
 KT_FOLDER = ".kt"
 TUNER_ID = "tuner0"  # one process runs a Keras Tuner study (see `_lock`), so one tuner asks the oracle

@@ -31,10 +31,6 @@ def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 
 
 PRUNERS = ("hyperband", "median", "successive-halving", "none")
-# One bracket, not Hyperband's several: TPE models only the trials of the current trial's
-# Hyperband bracket, so with 3-5 brackets it sampled at random (its 10 start-up trials per
-# bracket) for most of a 60-minute study (BENCHMARKS.md, "Search efficiency").
-DEFAULT_PRUNER = "successive-halving"
 
 
 def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[..., Backend]:
