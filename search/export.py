@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.config import TrialConfig
 from search.errors import UserError
 from search.rank import load_studies
+from search.record import TrialRecord
 from search.storage import stored_trial
 
 # A best value this close to an end of its range (as a fraction of the range, in log space for
@@ -48,7 +49,7 @@ def export_trial(storage_url: str, study_name: str | None = None, trial_number: 
     """
     study = _one_study(storage_url, study_name)
     trial = _chosen_trial(study, trial_number)
-    recorded = trial.user_attrs.get("config")
+    recorded = TrialRecord.from_attrs(trial.user_attrs).config
     if not isinstance(recorded, dict):
         raise UserError(
             f"trial {trial.number} of study '{study.study_name}' has no recorded config; "
@@ -159,21 +160,21 @@ def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 
 def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-    attrs, user = study.user_attrs, trial.user_attrs
+    attrs, record = study.user_attrs, TrialRecord.from_attrs(trial.user_attrs)
     return {
         "study": study.study_name,
         "space": attrs.get("space"),
         "backend": attrs.get("backend"),
         "trial": trial.number,
-        "baseline": bool(user.get("baseline")),
+        "baseline": record.baseline,
         "objective": attrs.get("objective"),
         "value": trial.value,
-        "epochs_run": user.get("epochs_run"),
-        "best_epoch": user.get("best_epoch"),
-        "param_count": user.get("param_count"),
+        "epochs_run": record.epochs_run,
+        "best_epoch": record.best_epoch,
+        "param_count": record.param_count,
         "subset": attrs.get("subset"),
-        "dataset": user.get("dataset"),
-        "versions": user.get("versions"),
+        "dataset": record.dataset,
+        "versions": record.versions,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": attrs.get("command"),
     }

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from search.config import OBJECTIVES
 from search.errors import UserError
+from search.record import ROW_KEYS, TrialRecord
 from search.storage import engine_of, open_storage
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -42,32 +43,31 @@ _COMPLETE = sqlalchemy.text(
     """
 ).bindparams(sqlalchemy.bindparam("keys", expanding=True))
 _STATES = sqlalchemy.text("SELECT state, count(*) FROM trials WHERE study_id = :study GROUP BY state")
-_ROW_ATTRS = ("baseline", "config", "epochs_run", "param_count", "seconds")
 _INFINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
 
-def complete_trials(study: optuna.Study) -> dict[int, tuple[float, dict[str, Any]]]:
-    """Trial number -> (value, the user attrs a leaderboard row shows) of every complete trial."""
+def complete_values(study: optuna.Study) -> dict[int, tuple[float, TrialRecord]]:
+    """Trial number -> (value, its record without the per-epoch history) of every complete trial."""
     trials: dict[int, tuple[float, dict[str, Any]]] = {}
     with engine_of(study).connect() as connection:
         for number, value, value_type, key, value_json in connection.execute(
-            _COMPLETE, {"study": study._study_id, "keys": list(_ROW_ATTRS)}
+            _COMPLETE, {"study": study._study_id, "keys": list(ROW_KEYS)}
         ):
             _, attrs = trials.setdefault(number, (_INFINITE.get(value_type, value), {}))
             if key is not None:
                 attrs[key] = json.loads(value_json)
-    return dict(sorted(trials.items()))
+    return {number: (value, TrialRecord.from_attrs(attrs)) for number, (value, attrs) in sorted(trials.items())}
 
 
 def trial_rows(study: optuna.Study) -> list[dict]:
     """One row per complete trial: identity, outcome, cost and the key hyperparameters of its config."""
     attrs = study.user_attrs
-    complete = complete_trials(study)
-    baseline = next((value for value, user in complete.values() if user.get("baseline")), None)
+    complete = complete_values(study)
+    baseline = next((value for value, record in complete.values() if record.baseline), None)
     rows = []
-    for number, (value, user) in complete.items():
-        config = user.get("config", {})
+    for number, (value, record) in complete.items():
+        config = record.config or {}
         rows.append(
             {
                 "study": study.study_name,
@@ -78,10 +78,10 @@ def trial_rows(study: optuna.Study) -> list[dict]:
                 "value": value,
                 # How far the search got beyond the study's reference-model trial (positive = better).
                 "vs_baseline": None if baseline is None else _gain(value - baseline, attrs.get("objective")),
-                "baseline": bool(user.get("baseline")),
-                "epochs": user.get("epochs_run"),
-                "params": user.get("param_count"),
-                "seconds": user.get("seconds"),
+                "baseline": record.baseline,
+                "epochs": record.epochs_run,
+                "params": record.param_count,
+                "seconds": record.seconds,
                 "layers": "-".join(str(u) for u in config.get("hidden_units", [])),
                 "activation": config.get("activation"),
                 "dropout": config.get("dropout"),

@@ -15,6 +15,7 @@ from search.data import load_mnist
 from search.errors import UserError
 from search.objective import Objective
 from search.progress import Progress, format_seconds
+from search.record import FailReason, TrialPlan
 from search.spec import IDENTITY, StudySpec
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
@@ -41,9 +42,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
         if spec.baseline:
-            study.enqueue_trial(params_for(spec.space, spec.base()), user_attrs={"baseline": True})
+            study.enqueue_trial(params_for(spec.space, spec.base()), user_attrs=TrialPlan(baseline=True).to_attrs())
         if spec.prior and (known := prior(spec.space, spec.base())) is not None:
-            study.enqueue_trial(params_for(spec.space, known), user_attrs={"prior": True})
+            study.enqueue_trial(params_for(spec.space, known), user_attrs=TrialPlan(prior=True).to_attrs())
         return study
     for key in IDENTITY:
         if recorded.get(key) != getattr(spec, key):
@@ -164,7 +165,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def _summary(study: optuna.Study, progress: Progress) -> None:
     now = counts(study)
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    surplus = sum(t.user_attrs.get("fail_reason", "").startswith("surplus") for t in failed)
+    surplus = sum(FailReason.from_attrs(t.user_attrs) == FailReason.SURPLUS for t in failed)
     progress.note(
         f"done: {now['complete']} complete, {now['pruned']} pruned, {now['fail'] - surplus} failed trials in "
         f"'{study.study_name}'" + (f" ({surplus} more left untrained: other workers covered them)" if surplus else "")

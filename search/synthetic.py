@@ -21,6 +21,7 @@ import optuna
 
 from search.backends import get_backend
 from search.progress import Progress
+from search.record import TrialRecord
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import begin_trial, run_trials
 
@@ -46,6 +47,11 @@ def curve(learning_rate: float, units: int, epoch: int) -> float:
     return plateau - (plateau - 0.1) * math.exp(-epoch / 1.5)
 
 
+def _epochs_run(epochs: int) -> tuple[str, int]:
+    ((key, value),) = TrialRecord(epochs_run=epochs).to_attrs().items()
+    return key, value
+
+
 class SyntheticObjective:
     """A `search.trials.TrialRunner` with a made-up curve: two params, `epochs` reports, a pruner check each."""
 
@@ -64,9 +70,9 @@ class SyntheticObjective:
             value = curve(learning_rate, units, epoch)
             trial.report(value, step=epoch)
             if epoch < self.epochs and trial.should_prune():
-                trial.set_user_attr("epochs_run", epoch)
+                trial.set_user_attr(*_epochs_run(epoch))
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-        trial.set_user_attr("epochs_run", self.epochs)
+        trial.set_user_attr(*_epochs_run(self.epochs))
         return value
 
     def can_fork(self) -> bool:

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from search.backends import Backend
 from search.forked import ChildDied, Forked
 from search.progress import Progress
+from search.record import FailReason, TrialRecord
 from search.storage import release_connections, stored_trial
 
 _POLL_SECONDS = 5
@@ -57,7 +58,7 @@ def begin_trial(runner: TrialRunner, trial: optuna.Trial) -> None:
     """What every trial does first: note its number, refuse it if surplus, record who runs it."""
     runner.last_number = trial.number
     _refuse_surplus(trial, runner.n_trials)
-    trial.set_user_attr("worker", runner.worker)
+    _set_attrs(trial, TrialRecord(worker=runner.worker).to_attrs())
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -99,7 +100,7 @@ def run_trials(
             continue
         trial = stored_trial(study, objective.last_number)
         backend.trial_finished(study, trial)
-        if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
+        if FailReason.from_attrs(trial.user_attrs) == FailReason.SURPLUS:
             continue
         failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
         objective.progress.trial_finished(trial, study)
@@ -138,7 +139,7 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
             return
         trial = stored_trial(study, objective.last_number)
         if trial.state == TrialState.RUNNING:
-            optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", str(died))
+            _set_attrs(optuna.Trial(study, trial._trial_id), FailReason.KILLED.to_attrs(str(died)))
             study.tell(trial.number, state=TrialState.FAIL)
 
 
@@ -167,7 +168,7 @@ def _newest_trial_of(study: optuna.Study, worker: str, *, after: int | None) -> 
     mine = [
         t.number
         for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("worker") == worker and (after is None or t.number > after)
+        if TrialRecord.from_attrs(t.user_attrs).worker == worker and (after is None or t.number > after)
     ]
     return max(mine, default=None)
 
@@ -177,5 +178,10 @@ def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
     trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
     if len(ahead) >= n_trials:
-        trial.set_user_attr("fail_reason", "surplus: other workers already cover the requested trials")
+        _set_attrs(trial, FailReason.SURPLUS.to_attrs("surplus: other workers already cover the requested trials"))
         raise SurplusTrial(f"the study already has its {n_trials} trials")
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

@@ -22,9 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.backends._base import Backend
 from search.backends._kt_adapter import learn_space
-from search.backends._kt_hyperband import hyperband_attrs, sweep_weights
+from search.backends._kt_hyperband import hyperband_plan, sweep_weights
 from search.config import OBJECTIVES, TrialConfig
 from search.errors import UserError
+from search.record import TrialPlan, TrialRecord
 from search.spec import StudySpec
 from search.storage import sqlite_path
 from spaces import get_space
@@ -71,14 +72,14 @@ class KerasTunerBackend(Backend):
         if trial.status != _keras_tuner().engine.trial.TrialStatus.RUNNING:
             self.stop_reason = _STOPPED if trial.status == _keras_tuner().engine.trial.TrialStatus.STOPPED else _IDLE
             return False
-        attrs: dict[str, Any] = {"kt_trial_id": trial.trial_id}
+        plan = TrialPlan(kt_trial_id=trial.trial_id)
         if "tuner/epochs" in trial.hyperparameters.values:
-            attrs.update(hyperband_attrs(oracle, trial.trial_id, trial.hyperparameters.values, self.folder))
-        study.enqueue_trial(_params(trial.hyperparameters), user_attrs=attrs)
+            plan = hyperband_plan(oracle, plan, trial.hyperparameters.values, self.folder)
+        study.enqueue_trial(_params(trial.hyperparameters), user_attrs=plan.to_attrs())
         return True
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if "kt_trial_id" not in trial.user_attrs:
+        if TrialPlan.from_attrs(trial.user_attrs).kt_trial_id is None:
             return  # the baseline trial: the study's reference point, not one of the oracle's
         oracle = self._open(study)
         _report(oracle, trial)
@@ -160,7 +161,8 @@ def _params(hps: Any) -> dict[str, Any]:
 def _by_kt_id(study: optuna.Study) -> dict[str, FrozenTrial]:
     """The study's latest Optuna trial for each Keras Tuner trial id."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    return {t.user_attrs["kt_trial_id"]: t for t in trials if "kt_trial_id" in t.user_attrs}
+    ids = [(TrialPlan.from_attrs(t.user_attrs).kt_trial_id, t) for t in trials]
+    return {kt_id: t for kt_id, t in ids if kt_id is not None}
 
 
 def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial]) -> None:
@@ -190,13 +192,14 @@ def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial])
 
 def _report(oracle: Any, trial: FrozenTrial) -> None:
     """Tells the oracle how Optuna trial `trial` went: its per-epoch metrics, then how it ended."""
-    kt_id = trial.user_attrs["kt_trial_id"]
+    record = TrialRecord.from_attrs(trial.user_attrs)
+    kt_id = record.plan.kt_trial_id
     if kt_id in oracle.end_order:
         return  # reported while reconciling
     kt_trial = oracle.trials[kt_id]
     status = _keras_tuner().engine.trial.TrialStatus
     if trial.state == TrialState.COMPLETE:
-        history, first = trial.user_attrs["history"], trial.user_attrs["first_epoch"]
+        history, first = record.history, record.first_epoch
         objective = oracle.objective.name
         for i, value in enumerate(history[objective]):
             if math.isfinite(value):
@@ -204,7 +207,7 @@ def _report(oracle: Any, trial: FrozenTrial) -> None:
                 oracle.update_trial(kt_id, metrics, step=first - 1 + i)
         kt_trial.status = status.COMPLETED
     else:
-        kt_trial.status, kt_trial.message = status.FAILED, trial.user_attrs.get("fail_reason", "failed")
+        kt_trial.status, kt_trial.message = status.FAILED, record.fail_message or "failed"
     oracle.end_trial(kt_trial)
     # end_trial saves the state before it lets go of the trial, and a reload would hand it out again.
     oracle.save()
