@@ -364,10 +364,18 @@ def _minutes_as_seconds(text: str) -> float:
     return value * 60
 
 
+_TRAINING_COMMANDS = ("run", "worker", "train")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a UserError becomes `error: <message>` on stderr and exit status 2."""
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int | None] = args.handler
+    from search.process import import_tensorflow_quietly, quiet_optuna
+
+    quiet_optuna()
+    if args.command in _TRAINING_COMMANDS:
+        import_tensorflow_quietly()  # before any module imports it, and only for commands that train
     try:
         return handler(args) or 0
     except UserError as error:

@@ -144,19 +144,25 @@ def _lock_at_begin(engine: sqlalchemy.engine.Engine) -> None:
     engine.dispose()  # connections pooled while the storage was built predate the listeners
 
 
+# The engines of the storages opened in this process (weakly: a storage let go of is forgotten).
+_ENGINES: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
+
+
 def _own_connections_after_fork(engine: sqlalchemy.engine.Engine) -> None:
     """A forked child (a trial's process, search/forked.py) opens connections of its own.
 
     Two processes talking over one inherited connection would corrupt each other's transactions;
     SQLAlchemy's rule for fork is to drop the inherited pool in the child, without closing it.
+    Python cannot remove a fork hook, so one is registered, with the first storage, for them all.
     """
-    engine_ref = weakref.ref(engine)  # the hook must not keep every storage ever opened alive
+    if not _ENGINES:
+        os.register_at_fork(after_in_child=_forget_parents_pools)
+    _ENGINES.add(engine)
 
-    def forget_parents_pool() -> None:
-        if (alive := engine_ref()) is not None:
-            alive.dispose(close=False)
 
-    os.register_at_fork(after_in_child=forget_parents_pool)
+def _forget_parents_pools() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
 
 
 def _no_implicit_begin(dbapi_connection: sqlite3.Connection, record: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 
 import optuna
 import sqlalchemy.exc
@@ -14,6 +13,7 @@ from search.config import OBJECTIVES
 from search.data import load_mnist
 from search.errors import UserError
 from search.objective import Objective
+from search.process import sigterm_interrupts
 from search.progress import Progress, format_seconds
 from search.record import FailReason, TrialPlan
 from search.spec import IDENTITY, StudySpec
@@ -21,10 +21,6 @@ from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
 from spaces import get_space, params_for, prior
-
-# The driver's trial lines say what happened; Optuna's own logs would repeat it, with a traceback
-# for every trial the driver fails on purpose (diverged, interrupted, surplus).
-optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:
@@ -140,9 +136,9 @@ def _work(study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int,
         f"done; budget: {n_trials} trials, {budget}"
     )
     objective = Objective(spec, data, n_trials, progress)
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_trials(study, backend, objective, n_trials, timeout)
+        with sigterm_interrupts():
+            run_trials(study, backend, objective, n_trials, timeout)
     except KeyboardInterrupt:
         progress.note(
             f"interrupted: trial {objective.last_number} was recorded as failed, finished trials are kept; "
@@ -156,10 +152,6 @@ def _work(study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int,
         ) from None
     _summary(study, progress)
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _summary(study: optuna.Study, progress: Progress) -> None:

@@ -20,6 +20,7 @@ import time
 import optuna
 
 from search.backends import get_backend
+from search.process import quiet_optuna
 from search.progress import Progress
 from search.record import TrialRecord
 from search.storage import HEARTBEAT_SECONDS, open_storage
@@ -28,7 +29,6 @@ from search.trials import begin_trial, run_trials
 BACKEND, PRUNER = "random", "hyperband"  # the cheapest sampler: what is measured is the storage
 EPOCHS = 5
 WORK_SECONDS = 0.001  # CPU time each made-up epoch spends, so a trial does a few milliseconds of work
-optuna.logging.set_verbosity(optuna.logging.ERROR)  # as search.study: the loop's trial lines say it once
 
 
 def create_study(url: str, name: str, *, n_trials: int, heartbeat: int = HEARTBEAT_SECONDS) -> None:
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", required=True)
     parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     args = parser.parse_args(argv)
+    quiet_optuna()  # as the command line: the loop's trial lines say it once
     work(args.storage, args.study, timeout=args.timeout)
 
 

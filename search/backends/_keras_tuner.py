@@ -40,7 +40,7 @@ _IDLE = "Keras Tuner's oracle is waiting for trials that are still running elsew
 def _keras_tuner() -> Any:
     """Keras Tuner, imported on first use: it loads TensorFlow, which commands that never train
     (rank, export, dashboard, --help) should not wait for."""
-    importlib.import_module("search._keras")  # first: it hides TensorFlow's start-up notices
+    importlib.import_module("search._keras")  # first: Keras on TensorFlow, whatever keras.json says
     import keras_tuner
 
     return keras_tuner
