@@ -31,8 +31,9 @@ from search.config import TrialConfig
 from search.data import load_mnist
 from search.forked import Forked
 from search.objective import Objective
+from search.optuna_internals import stored_trial
 from search.progress import Progress
-from search.storage import open_storage, stored_trial
+from search.storage import open_storage
 from search.study import StudySpec, open_study
 from search.trials import run_trials
 from spaces import params_for

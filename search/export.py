@@ -18,9 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.config import TrialConfig
 from search.errors import UserError
+from search.optuna_internals import stored_trial
 from search.rank import load_studies
 from search.record import TrialRecord
-from search.storage import stored_trial
 
 # A best value this close to an end of its range (as a fraction of the range, in log space for
 # log-scaled ones) counts as at the edge: a sampler rarely lands exactly on a float bound.

@@ -10,6 +10,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.optuna_internals import state_counts
 from search.record import TrialRecord
 
 _BAR_WIDTH = 24
@@ -64,8 +65,8 @@ class Progress:
         print(self.status, file=sys.stderr if self.tty else self.out, end="" if self.tty else "\n", flush=True)
 
     def bar(self, study: optuna.Study) -> str:
-        trials = study.get_trials(deepcopy=False)
-        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        now = state_counts(study)
+        done = now["complete"] + now["pruned"]
         filled = min(_BAR_WIDTH, _BAR_WIDTH * done // max(1, self.n_trials))
         eta = format_seconds(self.eta(done))
         try:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
-
 import optuna
 import pandas as pd
-import sqlalchemy
-from optuna.trial import TrialState
 
 from search.config import OBJECTIVES
 from search.errors import UserError
+from search.optuna_internals import complete_attrs
+from search.optuna_internals import state_counts as state_counts_of
 from search.record import ROW_KEYS, TrialRecord
-from search.storage import engine_of, open_storage
+from search.storage import open_storage
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -31,33 +27,16 @@ def load_studies(storage_url: str, names: list[str] | None = None) -> list[optun
     return [optuna.load_study(study_name=name, storage=storage) for name in names or known]
 
 
-# Read with one query each, not through Optuna's trial objects: those carry every parameter and
-# per-epoch value too, and building them took 1 s of `search rank`'s 2 on 1,000 trials.
-_COMPLETE = sqlalchemy.text(
-    """
-    SELECT t.number, v.value, v.value_type, a.key, a.value_json
-    FROM trials t
-    JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
-    LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key IN :keys
-    WHERE t.study_id = :study AND t.state = 'COMPLETE'
-    """
-).bindparams(sqlalchemy.bindparam("keys", expanding=True))
-_STATES = sqlalchemy.text("SELECT state, count(*) FROM trials WHERE study_id = :study GROUP BY state")
-_INFINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf}
-_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+_COUNTED = ("complete", "pruned", "fail", "running")
 
 
 def complete_values(study: optuna.Study) -> dict[int, tuple[float, TrialRecord]]:
-    """Trial number -> (value, its record without the per-epoch history) of every complete trial."""
-    trials: dict[int, tuple[float, dict[str, Any]]] = {}
-    with engine_of(study).connect() as connection:
-        for number, value, value_type, key, value_json in connection.execute(
-            _COMPLETE, {"study": study._study_id, "keys": list(ROW_KEYS)}
-        ):
-            _, attrs = trials.setdefault(number, (_INFINITE.get(value_type, value), {}))
-            if key is not None:
-                attrs[key] = json.loads(value_json)
-    return {number: (value, TrialRecord.from_attrs(attrs)) for number, (value, attrs) in sorted(trials.items())}
+    """Trial number -> (value, its record without the per-epoch history) of every complete trial.
+
+    Read with one query, not through Optuna's trial objects: those carry every parameter and
+    per-epoch value too, and building them took 1 s of `search rank`'s 2 on 1,000 trials.
+    """
+    return {number: (value, TrialRecord.from_attrs(attrs)) for number, value, attrs in complete_attrs(study, ROW_KEYS)}
 
 
 def trial_rows(study: optuna.Study) -> list[dict]:
@@ -116,14 +95,13 @@ def state_counts(studies: list[optuna.Study]) -> pd.DataFrame:
     """Per study: its space and backend, and how many trials are complete, pruned, failed or running."""
     rows = []
     for study in studies:
-        with engine_of(study).connect() as connection:
-            states = dict(connection.execute(_STATES, {"study": study._study_id}).all())
+        states = state_counts_of(study)
         rows.append(
             {
                 "study": study.study_name,
                 "space": study.user_attrs.get("space", "?"),
                 "backend": study.user_attrs.get("backend", "?"),
-                **{s.name.lower(): states.get(s.name, 0) for s in _COUNTED},
+                **{state: states[state] for state in _COUNTED},
             }
         )
     return pd.DataFrame(rows)

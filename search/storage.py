@@ -14,6 +14,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.errors import UserError
+from search.optuna_internals import engine_of
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 # A live worker writes a heartbeat this often; a RUNNING trial whose last heartbeat is older
@@ -66,12 +67,6 @@ def open_storage(
     return storage
 
 
-def stored_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
-    """Trial `number` of `study`, read alone: `study.trials[number]` reads all of them (1 s for 1,000)."""
-    storage = study._storage  # Optuna has no public way to read one trial by number
-    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
-
-
 def release_connections(study: optuna.Study) -> None:
     """Close this process's pooled connections to the study's storage; the next query opens one again.
 
@@ -81,11 +76,6 @@ def release_connections(study: optuna.Study) -> None:
     would need three per worker instead of two.
     """
     engine_of(study).dispose()
-
-
-def engine_of(study: optuna.Study) -> sqlalchemy.engine.Engine:
-    """The SQLAlchemy engine under a study's RDB storage, for reads Optuna's API makes slow."""
-    return study._storage._backend.engine  # Optuna wraps the RDBStorage in a cache; no public accessor
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -13,9 +13,11 @@ from optuna.trial import TrialState
 
 from search.backends import Backend
 from search.forked import ChildDied, Forked
+from search.optuna_internals import live_trial, stored_trial
+from search.optuna_internals import state_counts as counts
 from search.progress import Progress
 from search.record import FailReason, TrialRecord
-from search.storage import release_connections, stored_trial
+from search.storage import release_connections
 
 _POLL_SECONDS = 5
 # A space where every trial fails would otherwise run forever: failed trials don't count as finished.
@@ -59,14 +61,6 @@ def begin_trial(runner: TrialRunner, trial: optuna.Trial) -> None:
     runner.last_number = trial.number
     _refuse_surplus(trial, runner.n_trials)
     _set_attrs(trial, TrialRecord(worker=runner.worker).to_attrs())
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    """How many trials the study holds in each state (lower-case state names)."""
-    result = {state.name.lower(): 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] += 1
-    return result
 
 
 def run_trials(
@@ -139,7 +133,7 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
             return
         trial = stored_trial(study, objective.last_number)
         if trial.state == TrialState.RUNNING:
-            _set_attrs(optuna.Trial(study, trial._trial_id), FailReason.KILLED.to_attrs(str(died)))
+            _set_attrs(live_trial(study, trial), FailReason.KILLED.to_attrs(str(died)))
             study.tell(trial.number, state=TrialState.FAIL)
 
 

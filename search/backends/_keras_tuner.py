@@ -20,6 +20,7 @@ import optuna
 import threadpoolctl
 from optuna.trial import FrozenTrial, TrialState
 
+from search.backends import _kt_internals as kt_internals
 from search.backends._base import Backend
 from search.backends._kt_adapter import learn_space
 from search.backends._kt_hyperband import hyperband_plan, sweep_weights
@@ -94,8 +95,7 @@ class KerasTunerBackend(Backend):
         self._lock()
         oracle = self.make_oracle(kt_space(self.spec.space, self.spec.base()))
         oracle.verbose = 0  # the driver's trial lines and bar say it
-        # What Keras Tuner's own tuner does to place an oracle's files; there is no public way.
-        oracle._set_project_dir(str(self.folder.parent), self.folder.name)
+        kt_internals.place(oracle, self.folder)
         trials = _by_kt_id(study)
         if (self.folder / "oracle.json").exists():
             self._reload(oracle, trials)
@@ -174,17 +174,18 @@ def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial])
     holds the folder's lock: it is failed here, so that the oracle hands it out again instead of
     Optuna's heartbeat retrying it as well.
     """
-    for kt_id in list(oracle._retry_queue):
+    queue = kt_internals.retry_queue(oracle)
+    for kt_id in list(queue):
         trial = trials.get(kt_id)
         if kt_id in oracle.end_order:
-            oracle._retry_queue.remove(kt_id)  # ended, but saved before the oracle let go of it
+            queue.remove(kt_id)  # ended, but saved before the oracle let go of it
             continue
         if trial is not None and trial.state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
             continue
         if trial is None or trial.state == TrialState.FAIL:
             continue
-        oracle._retry_queue.remove(kt_id)
+        queue.remove(kt_id)
         oracle.ongoing_trials[TUNER_ID] = oracle.trials[kt_id]
         if trial.state == TrialState.COMPLETE:
             _report(oracle, trial)

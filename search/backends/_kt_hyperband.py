@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from search.backends import _kt_internals as kt_internals
 from search.errors import UserError
 from search.record import TrialPlan
 
@@ -61,13 +62,13 @@ def _needed(oracle: Any) -> set[str]:
     ended = set(oracle.end_order)
     promotable = {kt_id for kt_id, trial in oracle.trials.items() if kt_id not in ended or trial.status == "COMPLETED"}
     needed: set[str] = set()
-    for bracket in oracle._brackets:
+    for bracket in kt_internals.brackets(oracle):
         rounds = bracket["rounds"]
         for r in range(len(rounds) - 1):
-            if len(rounds[r + 1]) < oracle._get_size(bracket["bracket_num"], r + 1):
+            if len(rounds[r + 1]) < kt_internals.round_size(oracle, bracket["bracket_num"], r + 1):
                 needed.update(info["id"] for info in rounds[r] if info["id"] in promotable)
             needed.update(info["past_id"] for info in rounds[r + 1] if info["id"] not in ended)
     # A child waiting for its retry still reads its parent's weights, even once its bracket is complete.
-    waiting = [*oracle._retry_queue, *(trial.trial_id for trial in oracle.ongoing_trials.values())]
+    waiting = [*kt_internals.retry_queue(oracle), *(trial.trial_id for trial in oracle.ongoing_trials.values())]
     needed.update(oracle.trials[kt_id].hyperparameters.values.get("tuner/trial_id") for kt_id in waiting)
     return needed
