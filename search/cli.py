@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         study=_study_name(args),
         storage=args.storage,
         n_trials=args.trials,
-        timeout=args.timeout or None,
+        timeout=args.timeout * 60 or None,
         workers=args.workers,
         heartbeat=args.heartbeat,
     )
@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from search.study import join_study
 
-    return join_study(study=args.study, storage=args.storage, n_trials=args.trials, timeout=args.timeout or None)
+    return join_study(study=args.study, storage=args.storage, n_trials=args.trials, timeout=args.timeout * 60 or None)
 
 
 def _rank(args: argparse.Namespace) -> None:
@@ -128,18 +128,25 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> str:
-    """The command that reproduces (or resumes) this study; a storage password is masked."""
+    """The command that reproduces (or resumes) this study, read off the `run` parser's own options.
+
+    Every option that takes a value is written with its value, every switch that is on is written;
+    so a new option shows up here by itself. The study's name is spelled out and a storage
+    password is masked.
+    """
     from search.storage import redact
 
-    return (
-        f"python -m search run --space {args.space} --backend {args.backend} --pruner {args.pruner} "
-        f"--objective {args.objective} --epochs {args.epochs} --trials {args.trials} --seed {args.seed} "
-        f"--study {_study_name(args)} --storage {redact(args.storage)}"
-        + (f" --subset {args.subset}" if args.subset else "")
-        + ("" if args.baseline else " --no-baseline")
-        + ("" if args.prior else " --no-prior")
-        + (f" --workers {args.workers}" if args.workers > 1 else "")
-    )
+    values = {**vars(args), "study": _study_name(args), "storage": redact(args.storage)}
+    words = ["python", "-m", "search", "run"]
+    for action in args.options._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        value = values[action.dest]
+        if action.nargs == 0:  # a switch
+            words += [action.option_strings[0]] if value != action.default else []
+        else:
+            words += [action.option_strings[0], f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(words)
 
 
 def _study_name(args: argparse.Namespace) -> str:
@@ -184,7 +191,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--timeout",
-        type=_minutes_as_seconds,
+        type=_minutes,
         default="60",
         help="minutes after which no new trial starts; 0 = none (default: %(default)s)",
     )
@@ -223,7 +230,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         f"missed {GRACE_HEARTBEATS}; every worker of the study uses this value (default: %(default)s)",
     )
     _add_storage(run)
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, options=run)
 
     worker = commands.add_parser("worker", help="join an existing study as one more worker (any machine)")
     worker.add_argument("--study", required=True, help="name of the study to join")
@@ -232,18 +239,18 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         type=_positive,
         help="finished trials the study should hold (default: the number it was started with)",
     )
-    worker.add_argument(
-        "--timeout", type=_minutes_as_seconds, default=0.0, help="minutes after which no new trial starts"
-    )
+    worker.add_argument("--timeout", type=_minutes, default=0.0, help="minutes after which no new trial starts")
     _add_storage(worker)
     worker.set_defaults(handler=_worker)
 
 
 def _add_rank(commands: argparse._SubParsersAction) -> None:
+    from search.rank import FORMATS
+
     rank = commands.add_parser("rank", help="leaderboard of the trials of every study (or those named)")
     rank.add_argument("--study", action="append", help="only this study (repeatable)")
     rank.add_argument("--top", type=_positive, default=20, help="rows to show (default: %(default)s)")
-    rank.add_argument("--format", default="table", choices=("table", "csv", "json", "markdown"))
+    rank.add_argument("--format", default=FORMATS[0], choices=FORMATS, help="(default: %(default)s)")
     _add_storage(rank)
     rank.set_defaults(handler=_rank)
 
@@ -357,11 +364,11 @@ def _count(text: str) -> int:
     return value
 
 
-def _minutes_as_seconds(text: str) -> float:
+def _minutes(text: str) -> float:
     value = float(text)
     if not 0 <= value < math.inf:  # NaN fails this too
         raise argparse.ArgumentTypeError(f"must be 0 or more minutes, got {text}")
-    return value * 60
+    return value
 
 
 _TRAINING_COMMANDS = ("run", "worker", "train")

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from search._keras import keras
-from search.config import OBJECTIVES, TrialConfig
+from search.config import OBJECTIVES, ConfigFile, TrialConfig, read_yaml
 from search.data import Mnist, load_mnist
 from search.errors import UserError
-from search.export import Exported, read_yaml
 from search.spec import library_versions
 from search.train import TrialResult, train
 
@@ -140,7 +139,7 @@ def _check_writable(folder: Path) -> None:
 
 
 def _scores(
-    exported: Exported,
+    exported: ConfigFile,
     config: TrialConfig,
     result: TrialResult,
     measured: dict[str, dict[str, float]],

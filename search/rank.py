@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
-import pandas as pd
 
 from search.config import OBJECTIVES
 from search.errors import UserError
@@ -11,6 +12,9 @@ from search.optuna_internals import complete_attrs
 from search.optuna_internals import state_counts as state_counts_of
 from search.record import ROW_KEYS, TrialRecord
 from search.storage import open_storage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -80,6 +84,8 @@ def _gain(difference: float, objective: str | None) -> float:
 
 def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataFrame:
     """Complete trials ranked best first; studies of different objectives are ranked separately."""
+    import pandas as pd  # here, not above: the command line reads FORMATS for its help, and pandas takes a second
+
     frame = pd.DataFrame([row for study in studies for row in trial_rows(study)])
     if frame.empty:
         return frame
@@ -93,6 +99,8 @@ def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataF
 
 def state_counts(studies: list[optuna.Study]) -> pd.DataFrame:
     """Per study: its space and backend, and how many trials are complete, pruned, failed or running."""
+    import pandas as pd
+
     rows = []
     for study in studies:
         states = state_counts_of(study)
