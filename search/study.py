@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import optuna
 import sqlalchemy.exc
@@ -63,6 +64,28 @@ def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
     return StudySpec.from_attrs(study.user_attrs)
 
 
+@dataclass(frozen=True)
+class Search:
+    """A study opened for searching: the Optuna study, the backend choosing its trials, and its spec."""
+
+    study: optuna.Study
+    backend: Backend
+    spec: StudySpec
+
+
+def open_search(
+    spec: StudySpec, storage: str, name: str, *, seed: int, heartbeat: int = HEARTBEAT_SECONDS, workers: int = 1
+) -> Search:
+    """The one wiring of a search (run, worker, benchmarks): check the spec, open the storage, make
+    the backend with `seed`, create the study or check it was made with the same settings."""
+    _check(spec)
+    opened_storage = open_storage(storage, heartbeat=heartbeat)
+    backend = get_backend(spec.backend)(
+        seed=seed, pruner=spec.pruner, epochs=spec.epochs, spec=spec, storage=storage, study=name, workers=workers
+    )
+    return Search(open_study(opened_storage, name, spec, backend), backend, spec)
+
+
 def run_study(
     spec: StudySpec,
     *,
@@ -77,14 +100,10 @@ def run_study(
 
     With `workers` > 1 the trials run in that many `search worker` processes on this machine.
     """
-    _check(spec)
-    opened_storage = open_storage(storage, heartbeat=heartbeat)
     # Each trial's sampler is seeded from this and the study's trial count (Backend.make_sampler):
     # a resumed study draws new values, as an uninterrupted one would.
-    backend = get_backend(spec.backend)(
-        seed=spec.seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage, workers=workers
-    )
-    opened = open_study(opened_storage, study, spec, backend)
+    search = open_search(spec, storage, study, seed=spec.seed, heartbeat=heartbeat, workers=workers)
+    opened, backend = search.study, search.backend
     opened.set_user_attr("trials", n_trials)  # what workers joining later aim for
     opened.set_user_attr("heartbeat", heartbeat)  # ... and how often they show they are alive
     if workers > 1:
@@ -100,15 +119,12 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
     spec = load_spec(found, study)
     # All workers judge staleness by the study's heartbeat: one with a shorter grace period than
     # the others would fail their live trials.
-    opened_storage = open_storage(storage, heartbeat=_heartbeat(found, study))
+    heartbeat = _heartbeat(found, study)
     found.engine.dispose()  # read once; a worker holds no idle connection it will not use
     # Each worker samples with its own seed, or workers started together would pick the same params.
-    seed = spec.seed + 1 + os.getpid()
-    backend = get_backend(spec.backend)(
-        seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage
-    )
-    opened = open_study(opened_storage, study, spec, backend)
-    return _work(opened, backend, spec, n_trials or opened.user_attrs.get("trials", 1), timeout)
+    search = open_search(spec, storage, study, seed=spec.seed + 1 + os.getpid(), heartbeat=heartbeat)
+    n_trials = n_trials or search.study.user_attrs.get("trials", 1)
+    return _work(search.study, search.backend, spec, n_trials, timeout)
 
 
 def _heartbeat(storage: optuna.storages.BaseStorage, name: str) -> int:

@@ -21,7 +21,7 @@ import threadpoolctl
 from optuna.trial import FrozenTrial, TrialState
 
 from search.backends import _kt_internals as kt_internals
-from search.backends._base import Backend
+from search.backends._base import Backend, BackendFactory
 from search.backends._kt_adapter import learn_space
 from search.backends._kt_hyperband import hyperband_plan, sweep_weights
 from search.config import OBJECTIVES, TrialConfig
@@ -55,8 +55,10 @@ class KerasTunerBackend(Backend):
     first use, after the driver has checked that the study's settings match.
     """
 
-    def __init__(self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path) -> None:
-        super().__init__(sampler=optuna.samplers.RandomSampler(seed=spec.seed), pruner=optuna.pruners.NopPruner())
+    def __init__(
+        self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path, seed: int
+    ) -> None:
+        super().__init__(sampler=optuna.samplers.RandomSampler(seed=seed), pruner=optuna.pruners.NopPruner())
         self.make_oracle, self.oracle_class, self.spec, self.folder = make_oracle, oracle_class, spec, folder
         self.oracle: Any = None
         self._lock_file: IO | None = None
@@ -225,8 +227,20 @@ def kt_folder(storage: str, study: str) -> Path:
     return (path.parent if path is not None else Path()) / KT_FOLDER / study
 
 
-def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> Callable[..., Backend]:
-    def factory(*, spec: StudySpec, storage: str, study: str, workers: int = 1, **_: object) -> Backend:
+def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> BackendFactory:
+    def factory(
+        *,
+        seed: int,
+        pruner: str,
+        epochs: int,
+        spec: StudySpec | None = None,
+        storage: str = "",
+        study: str = "",
+        workers: int = 1,
+    ) -> Backend:
+        """Keras Tuner's oracles prune by their own schedule (Hyperband's brackets): `pruner` is not used."""
+        if spec is None or not study:
+            raise TypeError("a Keras Tuner backend needs the study's spec and name")
         if workers > 1:
             raise UserError(
                 f"--backend {spec.backend} runs in one process (Keras Tuner's oracle keeps its state in one "
@@ -237,19 +251,19 @@ def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> Ca
             return getattr(_keras_tuner().oracles, oracle_class)(
                 objective=_keras_tuner().Objective(spec.objective, direction=OBJECTIVES[spec.objective]),
                 hyperparameters=hp,
-                seed=spec.seed + 1,  # Keras Tuner takes seed 0 for "none" and draws one at random
+                seed=seed + 1,  # Keras Tuner takes seed 0 for "none" and draws one at random
                 # The driver decides when failures end a study, as for every backend; Keras
                 # Tuner's own limit raises in the middle of its bookkeeping.
                 max_consecutive_failed_trials=sys.maxsize,
-                **settings(spec.epochs),
+                **settings(epochs),
             )
 
-        return KerasTunerBackend(make_oracle, oracle_class, spec, kt_folder(storage, study))
+        return KerasTunerBackend(make_oracle, oracle_class, spec, kt_folder(storage, study), seed)
 
     return factory
 
 
-KT_BACKENDS: dict[str, Callable[..., Backend]] = {
+KT_BACKENDS: dict[str, BackendFactory] = {
     # No max_trials: the study's --trials and --timeout bound the search, as for Optuna's backends.
     "kt-random": _factory("RandomSearchOracle", lambda epochs: {"max_trials": None}),
     "kt-bayesian": _factory("BayesianOptimizationOracle", lambda epochs: {"max_trials": None}),
