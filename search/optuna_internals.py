@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -46,6 +47,15 @@ def stored_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
 def live_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.Trial:
     """A writable handle on a stored trial (to record why the driver fails it)."""
     return optuna.Trial(study, trial._trial_id)
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Optuna's heartbeat for `trial` while the block runs, as optimize() keeps one (ask and tell do not)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        yield
 
 
 def complete_attrs(study: optuna.Study, keys: Iterable[str]) -> Iterator[tuple[int, float, dict[str, Any]]]:

@@ -23,6 +23,7 @@ class FailReason(str, Enum):
 
     DIVERGED = "diverged"  # the loss became NaN or infinite
     KILLED = "killed"  # the trial's process died (a signal, the out-of-memory killer)
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM stopped the search while the trial ran
     SURPLUS = "surplus"  # other workers already covered the requested trials: never trained
     OTHER = "other"  # a reason recorded by a version that did not name its kind
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import math
+import time
 
 import optuna
 import pytest
@@ -84,3 +85,20 @@ def test_the_queries_on_optunas_tables_read_what_its_api_reads(tmp_path):
     ]
     states = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     assert optuna_internals.state_counts(study) == {s.name.lower(): states.get(s.name.lower(), 0) for s in TrialState}
+
+
+def test_a_trial_s_heartbeat_is_written_while_the_block_runs(tmp_path):
+    study = _study(tmp_path)
+    trial = study.ask()
+    beats = sqlalchemy.text("SELECT count(*) FROM trial_heartbeats WHERE trial_id = :trial")
+
+    def beaten() -> int:
+        # A connection per look: SQLite transactions here take the write lock, and the heartbeat needs it.
+        with optuna_internals.engine_of(study).connect() as connection:
+            return connection.execute(beats, {"trial": trial._trial_id}).scalar()
+
+    with optuna_internals.heartbeat(study, trial):
+        deadline = time.monotonic() + 60
+        while not beaten():
+            assert time.monotonic() < deadline, "no heartbeat written"
+            time.sleep(0.1)
