@@ -85,9 +85,7 @@ class TrialConfig:
         0.9, "momentum of sgd (Nesterov off) and rmsprop; ignored by the others", low=0.0, high=0.999
     )
     weight_decay: float = _option(0.004, "decoupled weight decay of adamw; ignored by the others", low=0.0, high=1.0)
-    lr_schedule: str = _option(
-        "constant", "learning-rate decay, formulas in README 'Config schema'", choices=LR_SCHEDULES
-    )
+    lr_schedule: str = _option("constant", "learning-rate decay, formulas in docs/config.md", choices=LR_SCHEDULES)
     lr_decay_factor: float = _option(
         0.5,
         "step/exponential: multiply the rate by this every lr_decay_epochs; plateau: on each plateau",
@@ -162,7 +160,7 @@ def _in_range(f: dataclasses.Field, value: Any) -> Any:
 
 
 def schema_rows() -> list[dict[str, str]]:
-    """One row per key (name, type, allowed values, default, meaning) for the README and `search schema`."""
+    """One row per key (name, type, allowed values, default, meaning) for docs/config.md and `search schema`."""
     rows = []
     for f in dataclasses.fields(TrialConfig):
         choices, low, high = (f.metadata.get(k) for k in ("choices", "low", "high"))

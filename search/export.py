@@ -174,7 +174,7 @@ def _header(provenance: dict[str, Any], name: str) -> list[str]:
     )
     lines = [
         f"# An MLP-on-MNIST config exported by mlp-search: {origin}.",
-        "# `config` is complete (every key of README 'Config schema'): enough to rebuild the model and its",
+        "# `config` is complete (every key of docs/config.md): enough to rebuild the model and its",
         "# training in plain Keras. `provenance` says where it came from; `warnings` what to check.",
         f"# Retrain it and evaluate once on the test set: make train CONFIG={name}",
         f"#   (or: python -m search train {name} [--full-train] [--out-dir DIR])",
