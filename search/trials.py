@@ -117,7 +117,10 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         # state and all, so one sampler kept across trials would have every trial draw alike.
         study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
     _fail_stale(study)  # as optimize() does before each trial
-    trial = study.ask()
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for optimize(); this loop keeps the heartbeat itself.
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
     objective.last_number = trial.number
     try:
         if objective.can_fork():

@@ -49,6 +49,7 @@ def test_an_old_study_resumes_one_more_trial(tmp_path):
     run = ("run", "--space", "size", "--trials", "3", "--epochs", "1", "--subset", "200", "--storage", url)
     resumed = search_cli(*run)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Warning" not in resumed.stderr, resumed.stderr  # the trial lines say it all, once
     # The old surplus trial is told apart from the old diverged one, as when they were made.
     assert "done: 3 complete, 0 pruned, 1 failed trials" in resumed.stdout
     assert "(1 more left untrained" in resumed.stdout
