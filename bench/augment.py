@@ -27,14 +27,12 @@ from typing import Any
 import optuna
 
 from search._keras import keras
-from search.backends import get_backend
 from search.config import TrialConfig
 from search.data import Mnist, load_mnist
 from search.model import build_model
 from search.objective import Objective
 from search.progress import Progress
-from search.storage import open_storage
-from search.study import StudySpec, open_study
+from search.study import StudySpec, open_search
 from search.train import train
 from search.trials import run_trials
 from spaces import full
@@ -137,8 +135,8 @@ def run_arm(data: Mnist, url: str, name: str, args: argparse.Namespace, augment:
     spec = StudySpec(
         space="full", backend="random", pruner="none", epochs=args.epochs, subset=args.subset, baseline=False
     )
-    backend = get_backend(spec.backend)(seed=spec.seed, pruner=spec.pruner, epochs=spec.epochs, study=name)
-    study = open_study(open_storage(url), name, spec, backend)
+    search = open_search(spec, url, name, seed=spec.seed)
+    study, backend = search.study, search.backend
     objective = Objective(spec, data, args.trials, Progress(args.trials, spec.objective))
     if not augment:
         # An instance attribute of this bench's objective only: no space is registered for it.

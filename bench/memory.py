@@ -20,12 +20,10 @@ from pathlib import Path
 
 import optuna
 
-from search.backends import get_backend
 from search.data import load_mnist
 from search.objective import Objective
 from search.progress import Progress
-from search.storage import open_storage
-from search.study import StudySpec, open_study
+from search.study import StudySpec, open_search
 from search.train import release_memory
 from search.trials import run_trials
 
@@ -47,9 +45,8 @@ def measure(space: str, n_trials: int, subset: int, epochs: int, forked: bool) -
     """MB after each of `n_trials` trials: the driver's RSS, and (forked) the largest trial process so far."""
     spec = StudySpec(space=space, backend="random", pruner="none", epochs=epochs, subset=subset, baseline=False)
     with tempfile.TemporaryDirectory() as folder:
-        storage = open_storage(f"sqlite:///{folder}/memory.db")
-        backend = get_backend("random")(seed=0, pruner="none", epochs=epochs, study="memory")
-        study = open_study(storage, "memory", spec, backend)
+        search = open_search(spec, f"sqlite:///{folder}/memory.db", "memory", seed=0)
+        study, backend = search.study, search.backend
         objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
         one_more: Callable[[int], None] = (
             (lambda k: run_trials(study, backend, objective, k))

@@ -26,14 +26,13 @@ from pathlib import Path
 import optuna
 
 from search._keras import share_gpus, tf
-from search.backends import get_backend
 from search.config import TrialConfig
 from search.data import load_mnist
 from search.forked import Forked
 from search.objective import Objective
+from search.optuna_internals import stored_trial
 from search.progress import Progress
-from search.storage import open_storage, stored_trial
-from search.study import StudySpec, open_study
+from search.study import StudySpec, open_search
 from search.trials import run_trials
 from spaces import params_for
 
@@ -49,9 +48,8 @@ def trial_overhead(n_trials: int, epochs: int, folder: Path) -> tuple[list[float
     trained, recorded, reported.
     """
     spec = StudySpec(space="size", backend="tpe", pruner="none", epochs=epochs, baseline=False)
-    storage = open_storage(f"sqlite:///{folder}/overhead.db")
-    backend = get_backend("tpe")(seed=0, pruner="none", epochs=epochs, study="overhead")
-    study = open_study(storage, "overhead", spec, backend)
+    search = open_search(spec, f"sqlite:///{folder}/overhead.db", "overhead", seed=0)
+    study, backend = search.study, search.backend
     for _ in range(n_trials):  # the same model every time, so trials are alike
         study.enqueue_trial(params_for("size", spec.base()))
     objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
@@ -100,7 +98,7 @@ def _report_all(trial: optuna.Trial, epochs: int) -> float:
 def thousand_trials(url: str) -> None:
     """A study shaped like a real one (params, per-epoch values, config, history), 1,000 trials."""
     spec = StudySpec(space="size", backend="random", pruner="none", epochs=20, baseline=False)
-    study = open_study(open_storage(url), "big", spec, get_backend("random")(seed=0, pruner="none", epochs=20))
+    study = open_search(spec, url, "big", seed=0).study
     distribution = optuna.distributions.IntDistribution(1, 8)
     trials = []
     for number in range(1000):

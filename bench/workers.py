@@ -29,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna
 
-from search.backends import get_backend
-from search.storage import HEARTBEAT_SECONDS, open_storage
-from search.study import StudySpec, open_study
+from search.storage import HEARTBEAT_SECONDS
+from search.study import StudySpec, open_search
 from search.workers import run_workers
 from spaces import get_space
 
@@ -54,8 +53,7 @@ def fixed_params(n_trials: int, base_spec: StudySpec) -> list[dict]:
 def measure(workers: int, params: list[dict], spec: StudySpec, folder: Path) -> dict[str, float]:
     """Run the queued workload with `workers` processes in a fresh study; the figures of that run."""
     url = f"sqlite:///{folder / f'workers-{workers}.db'}"
-    backend = get_backend(spec.backend)(seed=SEED, pruner=spec.pruner, epochs=spec.epochs, study="bench")
-    study = open_study(open_storage(url), "bench", spec, backend)
+    study = open_search(spec, url, "bench", seed=SEED).study
     study.set_user_attr("trials", len(params))
     study.set_user_attr("heartbeat", HEARTBEAT_SECONDS)
     for one in params:

@@ -1,40 +1,21 @@
-"""Imports Keras once, with TensorFlow's start-up chatter hidden and GPUs shared politely.
+"""Imports Keras once, on TensorFlow, and shares GPUs politely.
 
-TensorFlow writes its CPU-feature, oneDNN and CUDA notices straight to file descriptor 2
-before its logging is configured, so no environment variable silences them; they would bury
-the search's own output. Errors still surface: they are Python exceptions, not prints.
+Importing this module changes nothing else about the process: the command line imports it
+through `search.process.import_tensorflow_quietly`, which hides TensorFlow's start-up chatter.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import sys
-from contextlib import contextmanager
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The models are TensorFlow's, whatever ~/.keras/keras.json says; Keras reads this once, at its import.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras
+import tensorflow as tf
 
-@contextmanager
-def _stderr_silenced():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-with _stderr_silenced():
-    import keras
-    import tensorflow as tf
-
-    # Retracing notices are expected: every trial compiles a model of a new shape.
-    tf.get_logger().setLevel("ERROR")
+from search.process import stderr_silenced
 
 
 @functools.cache
@@ -45,7 +26,7 @@ def share_gpus() -> None:
     TensorFlow but must not initialise CUDA, or the trial processes it forks (search/forked.py)
     could not use the GPU.
     """
-    with _stderr_silenced():  # looking for GPUs prints CUDA notices (on machines without one too)
+    with stderr_silenced():  # looking for GPUs prints CUDA notices (on machines without one too)
         gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)

@@ -58,10 +58,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     return run_study(
         spec,
-        study=args.study or f"{args.space}-{args.backend}",
+        study=_study_name(args),
         storage=args.storage,
         n_trials=args.trials,
-        timeout=args.timeout or None,
+        timeout=args.timeout * 60 or None,
         workers=args.workers,
         heartbeat=args.heartbeat,
     )
@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from search.study import join_study
 
-    return join_study(study=args.study, storage=args.storage, n_trials=args.trials, timeout=args.timeout or None)
+    return join_study(study=args.study, storage=args.storage, n_trials=args.trials, timeout=args.timeout * 60 or None)
 
 
 def _rank(args: argparse.Namespace) -> None:
@@ -128,18 +128,31 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> str:
-    """The command that reproduces (or resumes) this study; a storage password is masked."""
+    """The command that reproduces (or resumes) this study, read off the `run` parser's own options.
+
+    Every option that takes a value is written with its value, every switch that is on is written;
+    so a new option shows up here by itself. The study's name is spelled out and a storage
+    password is masked.
+    """
     from search.storage import redact
 
-    return (
-        f"python -m search run --space {args.space} --backend {args.backend} --pruner {args.pruner} "
-        f"--objective {args.objective} --epochs {args.epochs} --trials {args.trials} --seed {args.seed} "
-        f"--study {args.study or f'{args.space}-{args.backend}'} --storage {redact(args.storage)}"
-        + (f" --subset {args.subset}" if args.subset else "")
-        + ("" if args.baseline else " --no-baseline")
-        + ("" if args.prior else " --no-prior")
-        + (f" --workers {args.workers}" if args.workers > 1 else "")
-    )
+    values = {**vars(args), "study": _study_name(args), "storage": redact(args.storage)}
+    words = ["python", "-m", "search", "run"]
+    for action in args.options._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        value = values[action.dest]
+        if action.nargs == 0:  # a switch
+            words += [action.option_strings[0]] if value != action.default else []
+        else:
+            words += [action.option_strings[0], f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(words)
+
+
+def _study_name(args: argparse.Namespace) -> str:
+    from search.spec import default_study_name
+
+    return args.study or default_study_name(args.space, args.backend)
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
@@ -149,14 +162,17 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
-    from search.backends import BACKENDS, DEFAULT_PRUNER, PRUNERS
-    from search.config import OBJECTIVES, STUDY_EPOCHS
+    from search.backends import BACKENDS, PRUNERS
+    from search.config import OBJECTIVES
+    from search.spec import DEFAULT_BACKEND, DEFAULT_OBJECTIVE, DEFAULT_PRUNER, DEFAULT_SPACE, STUDY_EPOCHS
     from search.storage import GRACE_HEARTBEATS, HEARTBEAT_SECONDS
     from spaces import SPACES
 
     run = commands.add_parser("run", help="run (or resume) a study: sample a space, train, record every trial")
-    run.add_argument("--space", default="full", help=f"search space: {', '.join(SPACES)} (default: %(default)s)")
-    run.add_argument("--backend", default="tpe", help=f"search algorithm: {', '.join(BACKENDS)} (default: %(default)s)")
+    run.add_argument("--space", default=DEFAULT_SPACE, help=f"search space: {', '.join(SPACES)} (default: %(default)s)")
+    run.add_argument(
+        "--backend", default=DEFAULT_BACKEND, help=f"search algorithm: {', '.join(BACKENDS)} (default: %(default)s)"
+    )
     run.add_argument(
         "--pruner",
         default=DEFAULT_PRUNER,
@@ -164,7 +180,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--objective",
-        default="val_accuracy",
+        default=DEFAULT_OBJECTIVE,
         help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized (default: %(default)s)",
     )
     run.add_argument(
@@ -175,7 +191,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--timeout",
-        type=_minutes_as_seconds,
+        type=_minutes,
         default="60",
         help="minutes after which no new trial starts; 0 = none (default: %(default)s)",
     )
@@ -214,7 +230,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         f"missed {GRACE_HEARTBEATS}; every worker of the study uses this value (default: %(default)s)",
     )
     _add_storage(run)
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, options=run)
 
     worker = commands.add_parser("worker", help="join an existing study as one more worker (any machine)")
     worker.add_argument("--study", required=True, help="name of the study to join")
@@ -223,18 +239,18 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         type=_positive,
         help="finished trials the study should hold (default: the number it was started with)",
     )
-    worker.add_argument(
-        "--timeout", type=_minutes_as_seconds, default=0.0, help="minutes after which no new trial starts"
-    )
+    worker.add_argument("--timeout", type=_minutes, default=0.0, help="minutes after which no new trial starts")
     _add_storage(worker)
     worker.set_defaults(handler=_worker)
 
 
 def _add_rank(commands: argparse._SubParsersAction) -> None:
+    from search.rank import FORMATS
+
     rank = commands.add_parser("rank", help="leaderboard of the trials of every study (or those named)")
     rank.add_argument("--study", action="append", help="only this study (repeatable)")
     rank.add_argument("--top", type=_positive, default=20, help="rows to show (default: %(default)s)")
-    rank.add_argument("--format", default="table", choices=("table", "csv", "json", "markdown"))
+    rank.add_argument("--format", default=FORMATS[0], choices=FORMATS, help="(default: %(default)s)")
     _add_storage(rank)
     rank.set_defaults(handler=_rank)
 
@@ -348,17 +364,25 @@ def _count(text: str) -> int:
     return value
 
 
-def _minutes_as_seconds(text: str) -> float:
+def _minutes(text: str) -> float:
     value = float(text)
     if not 0 <= value < math.inf:  # NaN fails this too
         raise argparse.ArgumentTypeError(f"must be 0 or more minutes, got {text}")
-    return value * 60
+    return value
+
+
+_TRAINING_COMMANDS = ("run", "worker", "train")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; a UserError becomes `error: <message>` on stderr and exit status 2."""
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int | None] = args.handler
+    from search.process import import_tensorflow_quietly, quiet_optuna
+
+    quiet_optuna()
+    if args.command in _TRAINING_COMMANDS:
+        import_tensorflow_quietly()  # before any module imports it, and only for commands that train
     try:
         return handler(args) or 0
     except UserError as error:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,12 @@ class Mnist:
     x_test: np.ndarray  # uint8 (10000, 28, 28): the final evaluation, never the search
     y_test: np.ndarray  # uint8 (10000,)
     checksum: str = CHECKSUM  # short id of the dataset, recorded with every trial
+
+    def subset(self, n_images: int) -> Mnist:
+        """The first `n_images` training images only (0 = all); validation and test stay whole."""
+        if not n_images:
+            return self
+        return replace(self, x_train=self.x_train[:n_images], y_train=self.y_train[:n_images])
 
 
 class _FetchFailed(Exception):

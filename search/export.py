@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,25 +14,22 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from search.config import TrialConfig
+from search.config import ConfigFile, TrialConfig, read_yaml
 from search.errors import UserError
+from search.optuna_internals import state_counts, stored_trial
 from search.rank import load_studies
-from search.storage import stored_trial
+from search.record import TrialRecord
+
+__all__ = ["Exported", "boundary_warnings", "export_trial", "read_yaml", "write_yaml"]  # read_yaml: config.py's
 
 # A best value this close to an end of its range (as a fraction of the range, in log space for
 # log-scaled ones) counts as at the edge: a sampler rarely lands exactly on a float bound.
 EDGE_FRACTION = 0.02
-TOP_LEVEL_KEYS = ("config", "provenance", "warnings")
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
-class Exported:
-    """A complete config with where it came from and what to check: the contents of an exported YAML file."""
-
-    config: TrialConfig
-    provenance: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+class Exported(ConfigFile):
+    """A config file about to be written: the YAML text of a complete config, its provenance and warnings."""
 
     def to_yaml(self, name: str = "best.yaml") -> str:
         """The YAML text: a header comment, then `config` (every key, schema order), `provenance`, `warnings`."""
@@ -48,7 +43,7 @@ def export_trial(storage_url: str, study_name: str | None = None, trial_number: 
     """
     study = _one_study(storage_url, study_name)
     trial = _chosen_trial(study, trial_number)
-    recorded = trial.user_attrs.get("config")
+    recorded = TrialRecord.from_attrs(trial.user_attrs).config
     if not isinstance(recorded, dict):
         raise UserError(
             f"trial {trial.number} of study '{study.study_name}' has no recorded config; "
@@ -71,62 +66,6 @@ def write_yaml(exported: Exported, path: Path) -> None:
         raise UserError(f"cannot write {path} ({error.strerror}); pick another --out") from None
 
 
-def read_yaml(path: Path) -> Exported:
-    """Read and validate a config file: an exported one, or a bare mapping of every config key.
-
-    Only `yaml.safe_load` reads it, so a file can hold data but never run code. Raises a
-    one-line UserError for a missing or binary file, malformed YAML (with its line), an unknown
-    top-level key, and every config error (unknown, missing, mistyped or out-of-range key).
-    """
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"cannot read {path} ({error.strerror}); export one with `make export`") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text file (not UTF-8); give the YAML file `make export` wrote") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or type(error).__name__
-        raise UserError(f"{path} is not valid YAML: {problem}{where}; fix it or export it again") from None
-    if not isinstance(document, dict):
-        raise UserError(
-            f"{path} must be a mapping (an exported file with a `config:` block, or every config key), "
-            f"not {type(document).__name__}"
-        )
-    return _parsed(document, path)
-
-
-def _parsed(document: dict, path: Path) -> Exported:
-    if "config" not in document:
-        return Exported(_validated(document, path))
-    unknown = sorted(str(k) for k in set(document) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise UserError(
-            f"{path}: unknown top-level key '{unknown[0]}'; an exported file has {', '.join(TOP_LEVEL_KEYS)}"
-        )
-    provenance, warnings = document.get("provenance") or {}, document.get("warnings") or []
-    if not isinstance(provenance, dict) or not isinstance(warnings, list):
-        raise UserError(f"{path}: `provenance` must be a mapping and `warnings` a list; export the file again")
-    return Exported(_validated(document["config"], path), provenance, [str(w) for w in warnings])
-
-
-def _validated(values: Any, path: Path) -> TrialConfig:
-    floats = {f.name for f in dataclasses.fields(TrialConfig) if isinstance(f.default, float)}
-    for key, value in values.items() if isinstance(values, dict) else ():
-        if key in floats and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            # YAML 1.1 (PyYAML) reads 1e-3 as text: only 1.0e-3 or 0.001 are numbers.
-            raise UserError(
-                f"{path}: config key '{key}' is the text {value!r}; write it with a dot (1.0e-3) or as 0.001"
-            )
-    try:
-        return TrialConfig.from_dict(values, complete=True)
-    except UserError as error:
-        raise UserError(f"{path}: {error}") from None
-
-
 def _one_study(storage_url: str, name: str | None) -> optuna.Study:
     studies = load_studies(storage_url, [name] if name else None)
     if len(studies) > 1:
@@ -141,8 +80,7 @@ def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         try:
             return study.best_trial
         except ValueError:
-            states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
-            held = ", ".join(f"{n} {s}" for s, n in states.items()) or "no trials"
+            held = ", ".join(f"{n} {s}" for s, n in state_counts(study).items() if n) or "no trials"
             message = f"study '{study.study_name}' has no complete trial ({held}); run more trials first"
             raise UserError(message) from None
     try:
@@ -159,21 +97,21 @@ def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 
 
 def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-    attrs, user = study.user_attrs, trial.user_attrs
+    attrs, record = study.user_attrs, TrialRecord.from_attrs(trial.user_attrs)
     return {
         "study": study.study_name,
         "space": attrs.get("space"),
         "backend": attrs.get("backend"),
         "trial": trial.number,
-        "baseline": bool(user.get("baseline")),
+        "baseline": record.baseline,
         "objective": attrs.get("objective"),
         "value": trial.value,
-        "epochs_run": user.get("epochs_run"),
-        "best_epoch": user.get("best_epoch"),
-        "param_count": user.get("param_count"),
+        "epochs_run": record.epochs_run,
+        "best_epoch": record.best_epoch,
+        "param_count": record.param_count,
         "subset": attrs.get("subset"),
-        "dataset": user.get("dataset"),
-        "versions": user.get("versions"),
+        "dataset": record.dataset,
+        "versions": record.versions,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": attrs.get("command"),
     }
@@ -236,7 +174,7 @@ def _header(provenance: dict[str, Any], name: str) -> list[str]:
     )
     lines = [
         f"# An MLP-on-MNIST config exported by mlp-search: {origin}.",
-        "# `config` is complete (every key of README 'Config schema'): enough to rebuild the model and its",
+        "# `config` is complete (every key of docs/config.md): enough to rebuild the model and its",
         "# training in plain Keras. `provenance` says where it came from; `warnings` what to check.",
         f"# Retrain it and evaluate once on the test set: make train CONFIG={name}",
         f"#   (or: python -m search train {name} [--full-train] [--out-dir DIR])",

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from search._keras import keras
-from search.config import OBJECTIVES, TrialConfig
+from search.config import OBJECTIVES, ConfigFile, TrialConfig, read_yaml
 from search.data import Mnist, load_mnist
 from search.errors import UserError
-from search.export import Exported, read_yaml
-from search.objective import library_versions, subset
+from search.spec import library_versions
 from search.train import TrialResult, train
 
 # Evaluation batch: large for speed; the metrics do not depend on it beyond float rounding.
@@ -59,7 +58,7 @@ def retrain(
     mnist = data if data is not None else load_mnist()
     if not 0 <= subset_size <= len(mnist.y_train):
         raise UserError(f"--subset must be 0 (all) to {len(mnist.y_train)}, got {subset_size}")
-    result = train(config, subset(mnist, subset_size), [_EpochLine()], save_model=model_path, full_train=full_train)
+    result = train(config, mnist.subset(subset_size), [_EpochLine()], save_model=model_path, full_train=full_train)
     if result.diverged:
         model_path.unlink(missing_ok=True)
         raise UserError(
@@ -140,7 +139,7 @@ def _check_writable(folder: Path) -> None:
 
 
 def _scores(
-    exported: Exported,
+    exported: ConfigFile,
     config: TrialConfig,
     result: TrialResult,
     measured: dict[str, dict[str, float]],

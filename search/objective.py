@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-import platform
 import socket
-from importlib import metadata
-from typing import TYPE_CHECKING
 
 import optuna
 
 from search._keras import keras, runtime_started
 from search.data import Mnist
 from search.progress import Progress
+from search.record import FailReason, TrialPlan, TrialRecord
+from search.spec import StudySpec, library_versions
 from search.train import release_memory, train
 from search.trials import TrialFailed, begin_trial
 from spaces import get_space
 
-if TYPE_CHECKING:
-    from search.study import StudySpec
-
 
 class TrainingDiverged(TrialFailed):
     """The loss became NaN or infinite: the trial is recorded as failed and the study goes on."""
-
-
-def library_versions() -> dict[str, str]:
-    names = ("tensorflow", "keras", "keras-tuner", "optuna", "numpy")
-    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
 
 
 class Objective:
@@ -37,7 +27,7 @@ class Objective:
 
     def __init__(self, spec: StudySpec, data: Mnist, n_trials: int, progress: Progress) -> None:
         self.spec, self.n_trials, self.progress = spec, n_trials, progress
-        self.data = subset(data, spec.subset)
+        self.data = data.subset(spec.subset)
         self.space = get_space(spec.space)
         self.last_number: int | None = None
         # Who to ask if a trial hangs: the process running the study (its trials' processes die with it).
@@ -47,9 +37,9 @@ class Objective:
         begin_trial(self, trial)
         base = self.spec.base().replace(seed=self.spec.seed + trial.number)
         config = self.space(trial, base)
-        trial.set_user_attr("config", config.to_dict())
-        attrs = trial.user_attrs
-        last_epoch = attrs.get("epochs", config.epochs)
+        _record(trial, TrialRecord(config=config.to_dict()))  # before training: a killed trial keeps it too
+        plan = TrialPlan.from_attrs(trial.user_attrs)
+        last_epoch = plan.epochs or config.epochs
         reporter = _EpochReporter(trial, self.spec.objective, self.progress, last_epoch)
         result = train(
             config,
@@ -57,26 +47,27 @@ class Objective:
             [reporter],
             monitor=self.spec.objective,
             epochs=last_epoch,
-            initial_epoch=attrs.get("initial_epoch", 0),
-            initial_weights=attrs.get("initial_weights"),
-            save_weights=attrs.get("save_weights"),
+            initial_epoch=plan.initial_epoch,
+            initial_weights=plan.initial_weights,
+            save_weights=plan.save_weights,
         )
-        for key, value in {
-            "param_count": result.params,
-            "epochs_run": result.epochs_run,
-            "first_epoch": result.first_epoch,
-            "best_epoch": result.best_epoch,
-            "seconds": round(result.seconds, 2),
-            "history": result.history,
-            "backend": self.spec.backend,
-            "seed": config.seed,
-            "dataset": self.data.checksum,
-            "versions": library_versions(),
-        }.items():
-            trial.set_user_attr(key, value)
+        reason = f"loss became NaN at epoch {result.first_epoch + result.epochs_run - 1}" if result.diverged else ""
+        record = TrialRecord(
+            param_count=result.params,
+            epochs_run=result.epochs_run,
+            first_epoch=result.first_epoch,
+            best_epoch=result.best_epoch,
+            seconds=round(result.seconds, 2),
+            history=result.history,
+            backend=self.spec.backend,
+            seed=config.seed,
+            dataset=self.data.checksum,
+            versions=library_versions(),
+            fail=FailReason.DIVERGED if result.diverged else None,
+            fail_message=reason,
+        )
+        _record(trial, record)
         if result.diverged:
-            reason = f"loss became NaN at epoch {result.first_epoch + result.epochs_run - 1}"
-            trial.set_user_attr("fail_reason", reason)
             raise TrainingDiverged(reason)
         if reporter.pruned_at:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
@@ -90,11 +81,9 @@ class Objective:
         release_memory()
 
 
-def subset(data: Mnist, n_images: int) -> Mnist:
-    """The first `n_images` training images only (0 = all); validation and test stay whole."""
-    if not n_images:
-        return data
-    return dataclasses.replace(data, x_train=data.x_train[:n_images], y_train=data.y_train[:n_images])
+def _record(trial: optuna.Trial, record: TrialRecord) -> None:
+    for key, value in record.to_attrs().items():
+        trial.set_user_attr(key, value)
 
 
 class _EpochReporter(keras.callbacks.Callback):

@@ -10,6 +10,9 @@ from typing import TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.optuna_internals import state_counts
+from search.record import TrialRecord
+
 _BAR_WIDTH = 24
 
 
@@ -50,20 +53,20 @@ class Progress:
     def trial_finished(self, trial: FrozenTrial, study: optuna.Study) -> None:
         """The trial's line, then the bar from the study's counts (other workers' trials included)."""
         self.trained_here += 1
-        attrs = trial.user_attrs
-        value = f"{self.objective} {trial.value:.4f}" if trial.value is not None else attrs.get("fail_reason", "")
+        record = TrialRecord.from_attrs(trial.user_attrs)
+        value = f"{self.objective} {trial.value:.4f}" if trial.value is not None else record.fail_message
         if trial.state == TrialState.PRUNED:
             value = f"pruned, last {self.objective} {_last(trial):.4f}"
         self.note(
-            f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs {attrs.get('epochs_run', 0)}  "
-            f"{attrs.get('seconds', 0):.1f}s  {format_params(trial.params)}"
+            f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs {record.epochs_run or 0}  "
+            f"{record.seconds or 0:.1f}s  {format_params(trial.params)}"
         )
         self.status = self.bar(study)
         print(self.status, file=sys.stderr if self.tty else self.out, end="" if self.tty else "\n", flush=True)
 
     def bar(self, study: optuna.Study) -> str:
-        trials = study.get_trials(deepcopy=False)
-        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        now = state_counts(study)
+        done = now["complete"] + now["pruned"]
         filled = min(_BAR_WIDTH, _BAR_WIDTH * done // max(1, self.n_trials))
         eta = format_seconds(self.eta(done))
         try:

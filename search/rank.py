@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
-import pandas as pd
-import sqlalchemy
-from optuna.trial import TrialState
 
 from search.config import OBJECTIVES
 from search.errors import UserError
-from search.storage import engine_of, open_storage
+from search.optuna_internals import complete_attrs
+from search.optuna_internals import state_counts as state_counts_of
+from search.record import ROW_KEYS, TrialRecord
+from search.storage import open_storage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -30,44 +31,26 @@ def load_studies(storage_url: str, names: list[str] | None = None) -> list[optun
     return [optuna.load_study(study_name=name, storage=storage) for name in names or known]
 
 
-# Read with one query each, not through Optuna's trial objects: those carry every parameter and
-# per-epoch value too, and building them took 1 s of `search rank`'s 2 on 1,000 trials.
-_COMPLETE = sqlalchemy.text(
-    """
-    SELECT t.number, v.value, v.value_type, a.key, a.value_json
-    FROM trials t
-    JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
-    LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key IN :keys
-    WHERE t.study_id = :study AND t.state = 'COMPLETE'
-    """
-).bindparams(sqlalchemy.bindparam("keys", expanding=True))
-_STATES = sqlalchemy.text("SELECT state, count(*) FROM trials WHERE study_id = :study GROUP BY state")
-_ROW_ATTRS = ("baseline", "config", "epochs_run", "param_count", "seconds")
-_INFINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf}
-_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+_COUNTED = ("complete", "pruned", "fail", "running")
 
 
-def complete_trials(study: optuna.Study) -> dict[int, tuple[float, dict[str, Any]]]:
-    """Trial number -> (value, the user attrs a leaderboard row shows) of every complete trial."""
-    trials: dict[int, tuple[float, dict[str, Any]]] = {}
-    with engine_of(study).connect() as connection:
-        for number, value, value_type, key, value_json in connection.execute(
-            _COMPLETE, {"study": study._study_id, "keys": list(_ROW_ATTRS)}
-        ):
-            _, attrs = trials.setdefault(number, (_INFINITE.get(value_type, value), {}))
-            if key is not None:
-                attrs[key] = json.loads(value_json)
-    return dict(sorted(trials.items()))
+def complete_values(study: optuna.Study) -> dict[int, tuple[float, TrialRecord]]:
+    """Trial number -> (value, its record without the per-epoch history) of every complete trial.
+
+    Read with one query, not through Optuna's trial objects: those carry every parameter and
+    per-epoch value too, and building them took 1 s of `search rank`'s 2 on 1,000 trials.
+    """
+    return {number: (value, TrialRecord.from_attrs(attrs)) for number, value, attrs in complete_attrs(study, ROW_KEYS)}
 
 
 def trial_rows(study: optuna.Study) -> list[dict]:
     """One row per complete trial: identity, outcome, cost and the key hyperparameters of its config."""
     attrs = study.user_attrs
-    complete = complete_trials(study)
-    baseline = next((value for value, user in complete.values() if user.get("baseline")), None)
+    complete = complete_values(study)
+    baseline = next((value for value, record in complete.values() if record.baseline), None)
     rows = []
-    for number, (value, user) in complete.items():
-        config = user.get("config", {})
+    for number, (value, record) in complete.items():
+        config = record.config or {}
         rows.append(
             {
                 "study": study.study_name,
@@ -78,10 +61,10 @@ def trial_rows(study: optuna.Study) -> list[dict]:
                 "value": value,
                 # How far the search got beyond the study's reference-model trial (positive = better).
                 "vs_baseline": None if baseline is None else _gain(value - baseline, attrs.get("objective")),
-                "baseline": bool(user.get("baseline")),
-                "epochs": user.get("epochs_run"),
-                "params": user.get("param_count"),
-                "seconds": user.get("seconds"),
+                "baseline": record.baseline,
+                "epochs": record.epochs_run,
+                "params": record.param_count,
+                "seconds": record.seconds,
                 "layers": "-".join(str(u) for u in config.get("hidden_units", [])),
                 "activation": config.get("activation"),
                 "dropout": config.get("dropout"),
@@ -101,6 +84,8 @@ def _gain(difference: float, objective: str | None) -> float:
 
 def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataFrame:
     """Complete trials ranked best first; studies of different objectives are ranked separately."""
+    import pandas as pd  # here, not above: the command line reads FORMATS for its help, and pandas takes a second
+
     frame = pd.DataFrame([row for study in studies for row in trial_rows(study)])
     if frame.empty:
         return frame
@@ -114,16 +99,17 @@ def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataF
 
 def state_counts(studies: list[optuna.Study]) -> pd.DataFrame:
     """Per study: its space and backend, and how many trials are complete, pruned, failed or running."""
+    import pandas as pd
+
     rows = []
     for study in studies:
-        with engine_of(study).connect() as connection:
-            states = dict(connection.execute(_STATES, {"study": study._study_id}).all())
+        states = state_counts_of(study)
         rows.append(
             {
                 "study": study.study_name,
                 "space": study.user_attrs.get("space", "?"),
                 "backend": study.user_attrs.get("backend", "?"),
-                **{s.name.lower(): states.get(s.name, 0) for s in _COUNTED},
+                **{state: states[state] for state in _COUNTED},
             }
         )
     return pd.DataFrame(rows)

@@ -14,6 +14,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.errors import UserError
+from search.optuna_internals import engine_of
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 # A live worker writes a heartbeat this often; a RUNNING trial whose last heartbeat is older
@@ -66,12 +67,6 @@ def open_storage(
     return storage
 
 
-def stored_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
-    """Trial `number` of `study`, read alone: `study.trials[number]` reads all of them (1 s for 1,000)."""
-    storage = study._storage  # Optuna has no public way to read one trial by number
-    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
-
-
 def release_connections(study: optuna.Study) -> None:
     """Close this process's pooled connections to the study's storage; the next query opens one again.
 
@@ -81,11 +76,6 @@ def release_connections(study: optuna.Study) -> None:
     would need three per worker instead of two.
     """
     engine_of(study).dispose()
-
-
-def engine_of(study: optuna.Study) -> sqlalchemy.engine.Engine:
-    """The SQLAlchemy engine under a study's RDB storage, for reads Optuna's API makes slow."""
-    return study._storage._backend.engine  # Optuna wraps the RDBStorage in a cache; no public accessor
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -144,19 +134,25 @@ def _lock_at_begin(engine: sqlalchemy.engine.Engine) -> None:
     engine.dispose()  # connections pooled while the storage was built predate the listeners
 
 
+# The engines of the storages opened in this process (weakly: a storage let go of is forgotten).
+_ENGINES: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()
+
+
 def _own_connections_after_fork(engine: sqlalchemy.engine.Engine) -> None:
     """A forked child (a trial's process, search/forked.py) opens connections of its own.
 
     Two processes talking over one inherited connection would corrupt each other's transactions;
     SQLAlchemy's rule for fork is to drop the inherited pool in the child, without closing it.
+    Python cannot remove a fork hook, so one is registered, with the first storage, for them all.
     """
-    engine_ref = weakref.ref(engine)  # the hook must not keep every storage ever opened alive
+    if not _ENGINES:
+        os.register_at_fork(after_in_child=_forget_parents_pools)
+    _ENGINES.add(engine)
 
-    def forget_parents_pool() -> None:
-        if (alive := engine_ref()) is not None:
-            alive.dispose(close=False)
 
-    os.register_at_fork(after_in_child=forget_parents_pool)
+def _forget_parents_pools() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
 
 
 def _no_implicit_begin(dbapi_connection: sqlite3.Connection, record: object) -> None:

@@ -3,72 +3,25 @@
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from search.backends import DEFAULT_PRUNER, PRUNERS, Backend, get_backend
-from search.config import OBJECTIVES, STUDY_EPOCHS, TrialConfig
+from search.backends import PRUNERS, Backend, get_backend
+from search.config import OBJECTIVES
 from search.data import load_mnist
 from search.errors import UserError
-from search.objective import Objective, library_versions
+from search.objective import Objective
+from search.process import sigterm_interrupts
 from search.progress import Progress, format_seconds
+from search.record import FailReason, TrialPlan
+from search.spec import IDENTITY, StudySpec
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
 from spaces import get_space, params_for, prior
-
-# Settings that define what a study's trials mean; a study name re-used with other values is refused.
-IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
-# The driver's trial lines say what happened; Optuna's own logs would repeat it, with a traceback
-# for every trial the driver fails on purpose (diverged, interrupted, surplus).
-optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """What a study searches and how; stored as study user attrs so readers need only the storage."""
-
-    space: str
-    backend: str
-    objective: str = "val_accuracy"
-    pruner: str = DEFAULT_PRUNER
-    epochs: int = STUDY_EPOCHS
-    subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
-    seed: int = 0
-    baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against
-    prior: bool = True  # ... and its next one the space's best known config (spaces.PRIORS), a head start
-    command: str = ""
-
-    def base(self) -> TrialConfig:
-        """The config every trial starts from: the reference model, with this study's epochs and seed."""
-        return TrialConfig(epochs=self.epochs, seed=self.seed)
-
-    @property
-    def direction(self) -> str:
-        return "maximize" if OBJECTIVES[self.objective] == "max" else "minimize"
-
-    def attrs(self) -> dict[str, Any]:
-        return {
-            "space": self.space,
-            "backend": self.backend,
-            "objective": self.objective,
-            "pruner": self.pruner,
-            "epochs": self.epochs,
-            "subset": self.subset,
-            "seed": self.seed,
-            "command": self.command,
-            "base_config": self.base().to_dict(),
-            "versions": library_versions(),
-        }
-
-    @classmethod
-    def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
-        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False, prior=False)
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:
@@ -86,9 +39,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
         if spec.baseline:
-            study.enqueue_trial(params_for(spec.space, spec.base()), user_attrs={"baseline": True})
+            study.enqueue_trial(params_for(spec.space, spec.base()), user_attrs=TrialPlan(baseline=True).to_attrs())
         if spec.prior and (known := prior(spec.space, spec.base())) is not None:
-            study.enqueue_trial(params_for(spec.space, known), user_attrs={"prior": True})
+            study.enqueue_trial(params_for(spec.space, known), user_attrs=TrialPlan(prior=True).to_attrs())
         return study
     for key in IDENTITY:
         if recorded.get(key) != getattr(spec, key):
@@ -111,6 +64,28 @@ def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
     return StudySpec.from_attrs(study.user_attrs)
 
 
+@dataclass(frozen=True)
+class Search:
+    """A study opened for searching: the Optuna study, the backend choosing its trials, and its spec."""
+
+    study: optuna.Study
+    backend: Backend
+    spec: StudySpec
+
+
+def open_search(
+    spec: StudySpec, storage: str, name: str, *, seed: int, heartbeat: int = HEARTBEAT_SECONDS, workers: int = 1
+) -> Search:
+    """The one wiring of a search (run, worker, benchmarks): check the spec, open the storage, make
+    the backend with `seed`, create the study or check it was made with the same settings."""
+    _check(spec)
+    opened_storage = open_storage(storage, heartbeat=heartbeat)
+    backend = get_backend(spec.backend)(
+        seed=seed, pruner=spec.pruner, epochs=spec.epochs, spec=spec, storage=storage, study=name, workers=workers
+    )
+    return Search(open_study(opened_storage, name, spec, backend), backend, spec)
+
+
 def run_study(
     spec: StudySpec,
     *,
@@ -125,14 +100,10 @@ def run_study(
 
     With `workers` > 1 the trials run in that many `search worker` processes on this machine.
     """
-    _check(spec)
-    opened_storage = open_storage(storage, heartbeat=heartbeat)
     # Each trial's sampler is seeded from this and the study's trial count (Backend.make_sampler):
     # a resumed study draws new values, as an uninterrupted one would.
-    backend = get_backend(spec.backend)(
-        seed=spec.seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage, workers=workers
-    )
-    opened = open_study(opened_storage, study, spec, backend)
+    search = open_search(spec, storage, study, seed=spec.seed, heartbeat=heartbeat, workers=workers)
+    opened, backend = search.study, search.backend
     opened.set_user_attr("trials", n_trials)  # what workers joining later aim for
     opened.set_user_attr("heartbeat", heartbeat)  # ... and how often they show they are alive
     if workers > 1:
@@ -148,15 +119,12 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
     spec = load_spec(found, study)
     # All workers judge staleness by the study's heartbeat: one with a shorter grace period than
     # the others would fail their live trials.
-    opened_storage = open_storage(storage, heartbeat=_heartbeat(found, study))
+    heartbeat = _heartbeat(found, study)
     found.engine.dispose()  # read once; a worker holds no idle connection it will not use
     # Each worker samples with its own seed, or workers started together would pick the same params.
-    seed = spec.seed + 1 + os.getpid()
-    backend = get_backend(spec.backend)(
-        seed=seed, pruner=spec.pruner, epochs=spec.epochs, study=study, spec=spec, storage=storage
-    )
-    opened = open_study(opened_storage, study, spec, backend)
-    return _work(opened, backend, spec, n_trials or opened.user_attrs.get("trials", 1), timeout)
+    search = open_search(spec, storage, study, seed=spec.seed + 1 + os.getpid(), heartbeat=heartbeat)
+    n_trials = n_trials or search.study.user_attrs.get("trials", 1)
+    return _work(search.study, search.backend, spec, n_trials, timeout)
 
 
 def _heartbeat(storage: optuna.storages.BaseStorage, name: str) -> int:
@@ -184,9 +152,9 @@ def _work(study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int,
         f"done; budget: {n_trials} trials, {budget}"
     )
     objective = Objective(spec, data, n_trials, progress)
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_trials(study, backend, objective, n_trials, timeout)
+        with sigterm_interrupts():
+            run_trials(study, backend, objective, n_trials, timeout)
     except KeyboardInterrupt:
         progress.note(
             f"interrupted: trial {objective.last_number} was recorded as failed, finished trials are kept; "
@@ -202,14 +170,10 @@ def _work(study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int,
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _summary(study: optuna.Study, progress: Progress) -> None:
     now = counts(study)
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    surplus = sum(t.user_attrs.get("fail_reason", "").startswith("surplus") for t in failed)
+    surplus = sum(FailReason.from_attrs(t.user_attrs) == FailReason.SURPLUS for t in failed)
     progress.note(
         f"done: {now['complete']} complete, {now['pruned']} pruned, {now['fail'] - surplus} failed trials in "
         f"'{study.study_name}'" + (f" ({surplus} more left untrained: other workers covered them)" if surplus else "")

@@ -20,14 +20,15 @@ import time
 import optuna
 
 from search.backends import get_backend
+from search.process import quiet_optuna
 from search.progress import Progress
+from search.record import TrialRecord
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import begin_trial, run_trials
 
 BACKEND, PRUNER = "random", "hyperband"  # the cheapest sampler: what is measured is the storage
 EPOCHS = 5
 WORK_SECONDS = 0.001  # CPU time each made-up epoch spends, so a trial does a few milliseconds of work
-optuna.logging.set_verbosity(optuna.logging.ERROR)  # as search.study: the loop's trial lines say it once
 
 
 def create_study(url: str, name: str, *, n_trials: int, heartbeat: int = HEARTBEAT_SECONDS) -> None:
@@ -44,6 +45,11 @@ def curve(learning_rate: float, units: int, epoch: int) -> float:
     """
     plateau = 0.99 - 0.06 * (math.log10(learning_rate) + 2.5) ** 2 - 0.01 * abs(math.log2(units) - 8)
     return plateau - (plateau - 0.1) * math.exp(-epoch / 1.5)
+
+
+def _epochs_run(epochs: int) -> tuple[str, int]:
+    ((key, value),) = TrialRecord(epochs_run=epochs).to_attrs().items()
+    return key, value
 
 
 class SyntheticObjective:
@@ -64,9 +70,9 @@ class SyntheticObjective:
             value = curve(learning_rate, units, epoch)
             trial.report(value, step=epoch)
             if epoch < self.epochs and trial.should_prune():
-                trial.set_user_attr("epochs_run", epoch)
+                trial.set_user_attr(*_epochs_run(epoch))
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-        trial.set_user_attr("epochs_run", self.epochs)
+        trial.set_user_attr(*_epochs_run(self.epochs))
         return value
 
     def can_fork(self) -> bool:
@@ -101,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", required=True)
     parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     args = parser.parse_args(argv)
+    quiet_optuna()  # as the command line: the loop's trial lines say it once
     work(args.storage, args.study, timeout=args.timeout)
 
 

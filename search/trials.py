@@ -13,8 +13,11 @@ from optuna.trial import TrialState
 
 from search.backends import Backend
 from search.forked import ChildDied, Forked
+from search.optuna_internals import heartbeat, live_trial, stored_trial
+from search.optuna_internals import state_counts as counts
 from search.progress import Progress
-from search.storage import release_connections, stored_trial
+from search.record import FailReason, TrialRecord
+from search.storage import release_connections
 
 _POLL_SECONDS = 5
 # A space where every trial fails would otherwise run forever: failed trials don't count as finished.
@@ -34,9 +37,10 @@ class TrialRunner(Protocol):
     """What the loop runs for each trial, with nothing of TensorFlow in the loop itself.
 
     `search.objective.Objective` trains a model; `search.synthetic.SyntheticObjective` makes up
-    a learning curve in milliseconds (storage benchmarks, tests of many workers). Called with
-    the Optuna trial, a runner first calls `begin_trial`, reports each epoch, and returns the
-    objective value or raises `optuna.TrialPruned` or a `TrialFailed`. `can_fork()` says whether
+    a learning curve in milliseconds (storage benchmarks, tests of many workers). Called, in the
+    trial's own process, with the Optuna trial the loop asked for, a runner first calls
+    `begin_trial`, reports each epoch, and returns the objective value or raises
+    `optuna.TrialPruned` or a `TrialFailed`; it never tells the study, the loop does. `can_fork()` says whether
     this process may fork a trial's process; a trial run in this process instead is followed by
     `release_memory()`.
     """
@@ -44,7 +48,7 @@ class TrialRunner(Protocol):
     n_trials: int
     worker: str  # who runs the trial: "host:pid" of the process running the loop
     progress: Progress
-    last_number: int | None  # the number of the trial begun last
+    last_number: int | None  # the number of the trial the loop asked for last
 
     def __call__(self, trial: optuna.Trial) -> float: ...
 
@@ -57,15 +61,7 @@ def begin_trial(runner: TrialRunner, trial: optuna.Trial) -> None:
     """What every trial does first: note its number, refuse it if surplus, record who runs it."""
     runner.last_number = trial.number
     _refuse_surplus(trial, runner.n_trials)
-    trial.set_user_attr("worker", runner.worker)
-
-
-def counts(study: optuna.Study) -> dict[str, int]:
-    """How many trials the study holds in each state (lower-case state names)."""
-    result = {state.name.lower(): 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
-        result[trial.state.name.lower()] += 1
-    return result
+    _set_attrs(trial, TrialRecord(worker=runner.worker).to_attrs())
 
 
 def run_trials(
@@ -86,20 +82,15 @@ def run_trials(
             return
         if not now["waiting"] and finished + now["running"] >= n_trials:
             time.sleep(_POLL_SECONDS)
-            with warnings.catch_warnings():  # experimental since Optuna 2.9, and still how optimize() does it
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            _fail_stale(study)
             continue
         if not now["waiting"] and not backend.next_trial(study):
             objective.progress.note(f"{backend.stop_reason}; stopping")
             return
         _train_next(study, backend, objective)
-        if objective.last_number is None:
-            failures_in_a_row += 1
-            continue
         trial = stored_trial(study, objective.last_number)
         backend.trial_finished(study, trial)
-        if trial.user_attrs.get("fail_reason", "").startswith("surplus"):
+        if FailReason.from_attrs(trial.user_attrs) == FailReason.SURPLUS:
             continue
         failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
         objective.progress.trial_finished(trial, study)
@@ -113,63 +104,85 @@ def run_trials(
 
 
 def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -> None:
-    """Run the next trial in a process forked for it (search/forked.py); sets `objective.last_number`.
+    """Ask for the next trial, run it in a process forked for it (search/forked.py), tell how it ended.
 
-    A trial whose process died (killed, out of memory) is recorded as failed here. A process
-    that has run TensorFlow already (a notebook, the tests) cannot fork safely: it trains here.
+    This process asks and tells, so it knows the trial before it forks and records its end
+    whatever happened in between: a trial whose process died (killed, out of memory) or was
+    interrupted is failed with that reason. The trial's process only runs the trial (it reports
+    its epochs, which is how the pruner stops it). A process that has run TensorFlow already (a
+    notebook, the tests) cannot fork safely: it runs the trial here.
     """
-    before = objective.last_number
-    count = len(study.get_trials(deepcopy=False))
-    if not objective.can_fork():
-        _one_trial(study, backend, objective, count)
-        objective.release_memory()
-        return
-    release_connections(study)
-    child = Forked(functools.partial(_one_trial, study, backend, objective, count))
+    if backend.make_sampler is not None:
+        # Seeded from the study's trial count: a forked trial's process copies this one's sampler, random
+        # state and all, so one sampler kept across trials would have every trial draw alike.
+        study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
+    _fail_stale(study)  # as optimize() does before each trial
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for optimize(); this loop keeps the heartbeat itself.
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
+    objective.last_number = trial.number
     try:
-        objective.last_number = child.result()
+        if objective.can_fork():
+            release_connections(study)
+            child = Forked(functools.partial(_run, objective, trial))
+            with heartbeat(study, trial):  # started after the fork: a thread must not be copied mid-query
+                state, value = child.result()
+        else:
+            with heartbeat(study, trial):
+                state, value = _run(objective, trial)
+            objective.release_memory()
     except KeyboardInterrupt:
-        objective.last_number = _newest_trial_of(study, objective.worker, after=before)
+        _fail(study, trial.number, FailReason.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) while it ran")
         raise
     except ChildDied as died:
-        objective.last_number = _newest_trial_of(study, objective.worker, after=before)
-        if objective.last_number is None:
-            objective.progress.note(f"a trial's process ended before its trial began: {died}")
-            return
-        trial = stored_trial(study, objective.last_number)
-        if trial.state == TrialState.RUNNING:
-            optuna.Trial(study, trial._trial_id).set_user_attr("fail_reason", str(died))
-            study.tell(trial.number, state=TrialState.FAIL)
+        _fail(study, trial.number, FailReason.KILLED, str(died))
+        return
+    except BaseException:
+        _fail(study, trial.number, None, "")
+        raise
+    _tell(study, objective, trial.number, state, value)
 
 
-def _one_trial(study: optuna.Study, backend: Backend, objective: TrialRunner, count: int) -> int | None:
-    """One trial, in its own process: sample, train, record."""
-    if backend.make_sampler is not None:
-        # The fork copied the driver's sampler, random state and all: every trial would draw alike.
-        study.sampler = backend.make_sampler(count)
+def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float | None]:
+    """The trial's own work, in its process: how it ended, and its value if complete."""
     try:
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        return TrialState.COMPLETE, objective(trial)
+    except optuna.TrialPruned:
+        return TrialState.PRUNED, None  # Optuna takes its last reported value
+    except TrialFailed:
+        return TrialState.FAIL, None
+
+
+def _tell(study: optuna.Study, objective: TrialRunner, number: int, state: TrialState, value: float | None) -> None:
+    try:
+        study.tell(number, value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=False)
     except Exception as error:
-        if objective.last_number is None or not stored_trial(study, objective.last_number).state.is_finished():
+        if not stored_trial(study, number).state.is_finished():
             raise
         # Another worker failed this trial while it ran: its heartbeats came later than the grace
         # period (a machine or database too busy), so it was taken for a killed worker's and queued
         # again. Its outcome is stored; this worker goes on instead of dying of Optuna's complaint.
         objective.progress.note(
-            f"trial {objective.last_number} was failed as stale by another worker while it ran ({error!r}); "
+            f"trial {number} was failed as stale by another worker while it ran ({error!r}); "
             "it is queued again. Raise --heartbeat if this repeats"
         )
-    return objective.last_number
 
 
-def _newest_trial_of(study: optuna.Study, worker: str, *, after: int | None) -> int | None:
-    """The number of the newest trial `worker` began after trial `after`, if any."""
-    mine = [
-        t.number
-        for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("worker") == worker and (after is None or t.number > after)
-    ]
-    return max(mine, default=None)
+def _fail(study: optuna.Study, number: int, reason: FailReason | None, message: str) -> None:
+    """Fail trial `number` with `reason`, unless it has ended already (told by its process, or failed as stale)."""
+    trial = stored_trial(study, number)
+    if trial.state != TrialState.RUNNING:
+        return
+    if reason is not None:
+        _set_attrs(live_trial(study, trial), reason.to_attrs(message))
+    study.tell(number, state=TrialState.FAIL)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():  # experimental since Optuna 2.9, and still how optimize() does it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
@@ -177,5 +190,10 @@ def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
     trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
     ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
     if len(ahead) >= n_trials:
-        trial.set_user_attr("fail_reason", "surplus: other workers already cover the requested trials")
+        _set_attrs(trial, FailReason.SURPLUS.to_attrs("surplus: other workers already cover the requested trials"))
         raise SurplusTrial(f"the study already has its {n_trials} trials")
+
+
+def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

@@ -7,19 +7,17 @@ Tuner backends put their oracle's choice in the study's queue before each trial.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from search.backends._base import Backend
+from search.backends._base import Backend, BackendFactory
 from search.backends._keras_tuner import KT_BACKENDS
-from search.backends._optuna import DEFAULT_PRUNER, OPTUNA_BACKENDS, PRUNERS
+from search.backends._optuna import OPTUNA_BACKENDS, PRUNERS
 from search.errors import UserError
 
-BACKENDS: dict[str, Callable[..., Backend]] = {**OPTUNA_BACKENDS, **KT_BACKENDS}
+BACKENDS: dict[str, BackendFactory] = {**OPTUNA_BACKENDS, **KT_BACKENDS}
 
-__all__ = ["BACKENDS", "DEFAULT_PRUNER", "PRUNERS", "Backend", "get_backend"]
+__all__ = ["BACKENDS", "PRUNERS", "Backend", "BackendFactory", "get_backend"]
 
 
-def get_backend(name: str) -> Callable[..., Backend]:
+def get_backend(name: str) -> BackendFactory:
     """The backend factory called `name`, or a UserError listing the known ones."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend '{name}'; known backends: {', '.join(BACKENDS)}")

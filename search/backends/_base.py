@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
+
+from search.spec import StudySpec
 
 
 @dataclass
@@ -39,3 +41,24 @@ class Backend:
     def describe(self) -> dict[str, Any]:
         """Settings worth recording with the study."""
         return {"sampler_class": type(self.sampler).__name__, "pruner_class": type(self.pruner).__name__}
+
+
+class BackendFactory(Protocol):
+    """Makes a study's backend; `BACKENDS` maps each `--backend` name to one.
+
+    `seed` seeds the algorithm (each worker of a study has its own); `pruner` and `epochs` are the
+    study's. Keras Tuner's backends also need the study's `spec`, its `storage` URL and `study`
+    name (their state lives beside the storage), and refuse `workers` > 1.
+    """
+
+    def __call__(
+        self,
+        *,
+        seed: int,
+        pruner: str,
+        epochs: int,
+        spec: StudySpec | None = None,
+        storage: str = "",
+        study: str = "",
+        workers: int = 1,
+    ) -> Backend: ...

@@ -14,22 +14,22 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import optuna
 import threadpoolctl
 from optuna.trial import FrozenTrial, TrialState
 
-from search.backends._base import Backend
+from search.backends import _kt_internals as kt_internals
+from search.backends._base import Backend, BackendFactory
 from search.backends._kt_adapter import learn_space
-from search.backends._kt_hyperband import hyperband_attrs, sweep_weights
+from search.backends._kt_hyperband import hyperband_plan, sweep_weights
 from search.config import OBJECTIVES, TrialConfig
 from search.errors import UserError
+from search.record import TrialPlan, TrialRecord
+from search.spec import StudySpec
 from search.storage import sqlite_path
 from spaces import get_space
-
-if TYPE_CHECKING:
-    from search.study import StudySpec
 
 KT_FOLDER = ".kt"
 TUNER_ID = "tuner0"  # one process runs a Keras Tuner study (see `_lock`), so one tuner asks the oracle
@@ -41,7 +41,7 @@ _IDLE = "Keras Tuner's oracle is waiting for trials that are still running elsew
 def _keras_tuner() -> Any:
     """Keras Tuner, imported on first use: it loads TensorFlow, which commands that never train
     (rank, export, dashboard, --help) should not wait for."""
-    importlib.import_module("search._keras")  # first: it hides TensorFlow's start-up notices
+    importlib.import_module("search._keras")  # first: Keras on TensorFlow, whatever keras.json says
     import keras_tuner
 
     return keras_tuner
@@ -55,8 +55,10 @@ class KerasTunerBackend(Backend):
     first use, after the driver has checked that the study's settings match.
     """
 
-    def __init__(self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path) -> None:
-        super().__init__(sampler=optuna.samplers.RandomSampler(seed=spec.seed), pruner=optuna.pruners.NopPruner())
+    def __init__(
+        self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path, seed: int
+    ) -> None:
+        super().__init__(sampler=optuna.samplers.RandomSampler(seed=seed), pruner=optuna.pruners.NopPruner())
         self.make_oracle, self.oracle_class, self.spec, self.folder = make_oracle, oracle_class, spec, folder
         self.oracle: Any = None
         self._lock_file: IO | None = None
@@ -73,14 +75,14 @@ class KerasTunerBackend(Backend):
         if trial.status != _keras_tuner().engine.trial.TrialStatus.RUNNING:
             self.stop_reason = _STOPPED if trial.status == _keras_tuner().engine.trial.TrialStatus.STOPPED else _IDLE
             return False
-        attrs: dict[str, Any] = {"kt_trial_id": trial.trial_id}
+        plan = TrialPlan(kt_trial_id=trial.trial_id)
         if "tuner/epochs" in trial.hyperparameters.values:
-            attrs.update(hyperband_attrs(oracle, trial.trial_id, trial.hyperparameters.values, self.folder))
-        study.enqueue_trial(_params(trial.hyperparameters), user_attrs=attrs)
+            plan = hyperband_plan(oracle, plan, trial.hyperparameters.values, self.folder)
+        study.enqueue_trial(_params(trial.hyperparameters), user_attrs=plan.to_attrs())
         return True
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if "kt_trial_id" not in trial.user_attrs:
+        if TrialPlan.from_attrs(trial.user_attrs).kt_trial_id is None:
             return  # the baseline trial: the study's reference point, not one of the oracle's
         oracle = self._open(study)
         _report(oracle, trial)
@@ -95,8 +97,7 @@ class KerasTunerBackend(Backend):
         self._lock()
         oracle = self.make_oracle(kt_space(self.spec.space, self.spec.base()))
         oracle.verbose = 0  # the driver's trial lines and bar say it
-        # What Keras Tuner's own tuner does to place an oracle's files; there is no public way.
-        oracle._set_project_dir(str(self.folder.parent), self.folder.name)
+        kt_internals.place(oracle, self.folder)
         trials = _by_kt_id(study)
         if (self.folder / "oracle.json").exists():
             self._reload(oracle, trials)
@@ -162,7 +163,8 @@ def _params(hps: Any) -> dict[str, Any]:
 def _by_kt_id(study: optuna.Study) -> dict[str, FrozenTrial]:
     """The study's latest Optuna trial for each Keras Tuner trial id."""
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    return {t.user_attrs["kt_trial_id"]: t for t in trials if "kt_trial_id" in t.user_attrs}
+    ids = [(TrialPlan.from_attrs(t.user_attrs).kt_trial_id, t) for t in trials]
+    return {kt_id: t for kt_id, t in ids if kt_id is not None}
 
 
 def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial]) -> None:
@@ -174,17 +176,18 @@ def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial])
     holds the folder's lock: it is failed here, so that the oracle hands it out again instead of
     Optuna's heartbeat retrying it as well.
     """
-    for kt_id in list(oracle._retry_queue):
+    queue = kt_internals.retry_queue(oracle)
+    for kt_id in list(queue):
         trial = trials.get(kt_id)
         if kt_id in oracle.end_order:
-            oracle._retry_queue.remove(kt_id)  # ended, but saved before the oracle let go of it
+            queue.remove(kt_id)  # ended, but saved before the oracle let go of it
             continue
         if trial is not None and trial.state == TrialState.RUNNING:
             study.tell(trial.number, state=TrialState.FAIL)
             continue
         if trial is None or trial.state == TrialState.FAIL:
             continue
-        oracle._retry_queue.remove(kt_id)
+        queue.remove(kt_id)
         oracle.ongoing_trials[TUNER_ID] = oracle.trials[kt_id]
         if trial.state == TrialState.COMPLETE:
             _report(oracle, trial)
@@ -192,13 +195,14 @@ def _reconcile(oracle: Any, study: optuna.Study, trials: dict[str, FrozenTrial])
 
 def _report(oracle: Any, trial: FrozenTrial) -> None:
     """Tells the oracle how Optuna trial `trial` went: its per-epoch metrics, then how it ended."""
-    kt_id = trial.user_attrs["kt_trial_id"]
+    record = TrialRecord.from_attrs(trial.user_attrs)
+    kt_id = record.plan.kt_trial_id
     if kt_id in oracle.end_order:
         return  # reported while reconciling
     kt_trial = oracle.trials[kt_id]
     status = _keras_tuner().engine.trial.TrialStatus
     if trial.state == TrialState.COMPLETE:
-        history, first = trial.user_attrs["history"], trial.user_attrs["first_epoch"]
+        history, first = record.history, record.first_epoch
         objective = oracle.objective.name
         for i, value in enumerate(history[objective]):
             if math.isfinite(value):
@@ -206,7 +210,7 @@ def _report(oracle: Any, trial: FrozenTrial) -> None:
                 oracle.update_trial(kt_id, metrics, step=first - 1 + i)
         kt_trial.status = status.COMPLETED
     else:
-        kt_trial.status, kt_trial.message = status.FAILED, trial.user_attrs.get("fail_reason", "failed")
+        kt_trial.status, kt_trial.message = status.FAILED, record.fail_message or "failed"
     oracle.end_trial(kt_trial)
     # end_trial saves the state before it lets go of the trial, and a reload would hand it out again.
     oracle.save()
@@ -223,8 +227,20 @@ def kt_folder(storage: str, study: str) -> Path:
     return (path.parent if path is not None else Path()) / KT_FOLDER / study
 
 
-def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> Callable[..., Backend]:
-    def factory(*, spec: StudySpec, storage: str, study: str, workers: int = 1, **_: object) -> Backend:
+def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> BackendFactory:
+    def factory(
+        *,
+        seed: int,
+        pruner: str,
+        epochs: int,
+        spec: StudySpec | None = None,
+        storage: str = "",
+        study: str = "",
+        workers: int = 1,
+    ) -> Backend:
+        """Keras Tuner's oracles prune by their own schedule (Hyperband's brackets): `pruner` is not used."""
+        if spec is None or not study:
+            raise TypeError("a Keras Tuner backend needs the study's spec and name")
         if workers > 1:
             raise UserError(
                 f"--backend {spec.backend} runs in one process (Keras Tuner's oracle keeps its state in one "
@@ -235,19 +251,19 @@ def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> Ca
             return getattr(_keras_tuner().oracles, oracle_class)(
                 objective=_keras_tuner().Objective(spec.objective, direction=OBJECTIVES[spec.objective]),
                 hyperparameters=hp,
-                seed=spec.seed + 1,  # Keras Tuner takes seed 0 for "none" and draws one at random
+                seed=seed + 1,  # Keras Tuner takes seed 0 for "none" and draws one at random
                 # The driver decides when failures end a study, as for every backend; Keras
                 # Tuner's own limit raises in the middle of its bookkeeping.
                 max_consecutive_failed_trials=sys.maxsize,
-                **settings(spec.epochs),
+                **settings(epochs),
             )
 
-        return KerasTunerBackend(make_oracle, oracle_class, spec, kt_folder(storage, study))
+        return KerasTunerBackend(make_oracle, oracle_class, spec, kt_folder(storage, study), seed)
 
     return factory
 
 
-KT_BACKENDS: dict[str, Callable[..., Backend]] = {
+KT_BACKENDS: dict[str, BackendFactory] = {
     # No max_trials: the study's --trials and --timeout bound the search, as for Optuna's backends.
     "kt-random": _factory("RandomSearchOracle", lambda epochs: {"max_trials": None}),
     "kt-bayesian": _factory("BayesianOptimizationOracle", lambda epochs: {"max_trials": None}),

@@ -6,10 +6,13 @@ bookkeeping), which `search.backends._keras_tuner` builds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from search.backends import _kt_internals as kt_internals
 from search.errors import UserError
+from search.record import TrialPlan
 
 WEIGHTS_FILE = "checkpoint.weights.h5"
 
@@ -19,10 +22,11 @@ def weights_path(folder: Path, kt_trial_id: str) -> Path:
     return folder / f"trial_{kt_trial_id}" / WEIGHTS_FILE
 
 
-def hyperband_attrs(oracle: Any, kt_trial_id: str, values: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The per-trial user attrs that train a Hyperband trial as its bracket says: `tuner/epochs` and,
-    for a promoted trial, from the weights of the trial it was promoted from (`tuner/trial_id`)."""
-    attrs: dict[str, Any] = {"epochs": values["tuner/epochs"], "initial_epoch": values["tuner/initial_epoch"]}
+def hyperband_plan(oracle: Any, plan: TrialPlan, values: dict[str, Any], folder: Path) -> TrialPlan:
+    """`plan` made to train a Hyperband trial as its bracket says: up to `tuner/epochs` and, for a
+    promoted trial, from the weights of the trial it was promoted from (`tuner/trial_id`)."""
+    kt_trial_id = plan.kt_trial_id
+    plan = replace(plan, epochs=values["tuner/epochs"], initial_epoch=values["tuner/initial_epoch"])
     parent = values.get("tuner/trial_id")
     if parent is not None:
         path = weights_path(folder, parent)
@@ -31,11 +35,11 @@ def hyperband_attrs(oracle: Any, kt_trial_id: str, values: dict[str, Any], folde
                 f"Hyperband trial {kt_trial_id} continues trial {parent}, whose weights {path} are gone; "
                 "restore them or pick another --study"
             )
-        attrs.update(kt_parent_id=parent, initial_weights=str(path))
+        plan = replace(plan, kt_parent_id=parent, initial_weights=str(path))
     # A trial in its bracket's last round trains the full epochs and is never promoted: no weights to keep.
     if values["tuner/epochs"] < oracle.max_epochs:
-        attrs["save_weights"] = str(weights_path(folder, kt_trial_id))
-    return attrs
+        plan = replace(plan, save_weights=str(weights_path(folder, kt_trial_id)))
+    return plan
 
 
 def sweep_weights(oracle: Any, folder: Path) -> None:
@@ -58,13 +62,13 @@ def _needed(oracle: Any) -> set[str]:
     ended = set(oracle.end_order)
     promotable = {kt_id for kt_id, trial in oracle.trials.items() if kt_id not in ended or trial.status == "COMPLETED"}
     needed: set[str] = set()
-    for bracket in oracle._brackets:
+    for bracket in kt_internals.brackets(oracle):
         rounds = bracket["rounds"]
         for r in range(len(rounds) - 1):
-            if len(rounds[r + 1]) < oracle._get_size(bracket["bracket_num"], r + 1):
+            if len(rounds[r + 1]) < kt_internals.round_size(oracle, bracket["bracket_num"], r + 1):
                 needed.update(info["id"] for info in rounds[r] if info["id"] in promotable)
             needed.update(info["past_id"] for info in rounds[r + 1] if info["id"] not in ended)
     # A child waiting for its retry still reads its parent's weights, even once its bracket is complete.
-    waiting = [*oracle._retry_queue, *(trial.trial_id for trial in oracle.ongoing_trials.values())]
+    waiting = [*kt_internals.retry_queue(oracle), *(trial.trial_id for trial in oracle.ongoing_trials.values())]
     needed.update(oracle.trials[kt_id].hyperparameters.values.get("tuner/trial_id") for kt_id in waiting)
     return needed

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import optuna
 
-from search.backends._base import Backend
+from search.backends._base import Backend, BackendFactory
 from search.errors import UserError
+from search.spec import StudySpec
 
 # The first rung: a trial is first judged after this many epochs. After one epoch of a
 # 100-epoch schedule the rate has barely moved and the weights are a few hundred steps old, so
@@ -31,19 +32,26 @@ def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 
 
 PRUNERS = ("hyperband", "median", "successive-halving", "none")
-# One bracket, not Hyperband's several: TPE models only the trials of the current trial's
-# Hyperband bracket, so with 3-5 brackets it sampled at random (its 10 start-up trials per
-# bracket) for most of a 60-minute study (BENCHMARKS.md, "Search efficiency").
-DEFAULT_PRUNER = "successive-halving"
 
 
-def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Callable[..., Backend]:
+def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> BackendFactory:
     def make_quietly(seed: int) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return make(seed)
 
-    def factory(*, seed: int, pruner: str, epochs: int, **_: object) -> Backend:
+    def factory(
+        *,
+        seed: int,
+        pruner: str,
+        epochs: int,
+        spec: StudySpec | None = None,
+        storage: str = "",
+        study: str = "",
+        workers: int = 1,
+    ) -> Backend:
+        """Optuna's samplers take any number of workers, and keep their state in the study itself."""
+
         def for_trial(count: int) -> optuna.samplers.BaseSampler:
             # Mixed, not added: seeds n and n+1 can draw the same first values (they do in numpy).
             return make_quietly(int(np.random.SeedSequence((seed, count)).generate_state(1)[0]))
@@ -61,7 +69,7 @@ def _gp(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(seed=seed)
 
 
-OPTUNA_BACKENDS: dict[str, Callable[..., Backend]] = {
+OPTUNA_BACKENDS: dict[str, BackendFactory] = {
     # Multivariate TPE models parameters jointly; `group` handles the conditional units_layer_k;
     # the constant liar keeps parallel workers from all sampling next to the same good trial.
     "tpe": _sampler_backend(

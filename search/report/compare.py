@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial
 
 from search.rank import load_studies
+from search.record import TrialRecord
 from search.report import COMPARE_DIR
 from search.report._page import Section, markdown_table, save_png, write_page
 from search.report.study import Note, complete_trials, note_to_stderr
@@ -82,17 +83,17 @@ def _row(space: str, studies: list[optuna.Study]) -> dict:
         )
         return row
     study, best = max(scored, key=lambda pair: pair[1].value)
-    trials = study.get_trials(deepcopy=False)
-    baseline = next((t for t in complete_trials(study) if t.user_attrs.get("baseline")), None)
+    records = {t.number: TrialRecord.from_attrs(t.user_attrs) for t in study.get_trials(deepcopy=False)}
+    baseline = next((t for t in complete_trials(study) if records[t.number].baseline), None)
     row |= {
         "study": study.study_name,
         "complete": len(complete_trials(study)),
         "best_trial": best.number,
         "best_val_accuracy": best.value,
         "loss_gap": loss_gap(best),
-        "params": best.user_attrs.get("param_count", math.nan),
-        "best_trial_seconds": best.user_attrs.get("seconds", math.nan),
-        "study_seconds": sum(t.user_attrs.get("seconds", 0.0) for t in trials),
+        "params": _or_nan(records[best.number].param_count),
+        "best_trial_seconds": _or_nan(records[best.number].seconds),
+        "study_seconds": sum(record.seconds or 0.0 for record in records.values()),
         "note": "" if baseline else "no baseline trial in this study",
     }
     if baseline:
@@ -106,12 +107,16 @@ def _row(space: str, studies: list[optuna.Study]) -> dict:
 
 def loss_gap(trial: FrozenTrial) -> float:
     """Validation minus training loss at the trial's best epoch (NaN when it records no history)."""
-    attrs = trial.user_attrs
-    history, best_epoch = attrs.get("history", {}), attrs.get("best_epoch")
+    record = TrialRecord.from_attrs(trial.user_attrs)
+    history, best_epoch = record.history, record.best_epoch
     if not best_epoch or not history.get("val_loss"):
         return math.nan
-    index = best_epoch - attrs.get("first_epoch", 1)
+    index = best_epoch - (record.first_epoch or 1)
     return history["val_loss"][index] - history["loss"][index]
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def _shown(frame: pd.DataFrame) -> pd.DataFrame:

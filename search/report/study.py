@@ -18,6 +18,7 @@ from optuna.visualization import matplotlib as optuna_plots
 
 from search.errors import UserError
 from search.rank import leaderboard, load_studies, state_counts
+from search.record import TrialRecord
 from search.report import REPORTS_DIR
 from search.report._page import NotDrawn, Section, save_png, write_page
 
@@ -121,17 +122,18 @@ def learning_curves(study: optuna.Study, objective: str) -> Figure:
 
     The train loss includes any L2 penalty, so with `l2` > 0 the gap understates overfitting a little.
     """
-    curves = [trial for trial in best_trials(study, BEST_CURVES) if trial.user_attrs.get("history", {}).get("val_loss")]
+    records = [(trial, TrialRecord.from_attrs(trial.user_attrs)) for trial in best_trials(study, BEST_CURVES)]
+    curves = [(trial, record) for trial, record in records if record.history.get("val_loss")]
     if not curves:
         raise NotDrawn("no complete trial records a per-epoch history (user attr `history`)")
     figure, axes = plt.subplots(figsize=(9, 5.5))
-    for trial, colour in zip(curves, plt.get_cmap("tab10").colors, strict=False):
-        history, first = trial.user_attrs["history"], trial.user_attrs.get("first_epoch", 1)
+    for (trial, record), colour in zip(curves, plt.get_cmap("tab10").colors, strict=False):
+        history, first = record.history, record.first_epoch or 1
         epochs = range(first, first + len(history["val_loss"]))
         label = f"trial {trial.number} ({objective} {trial.value:.4f})"
         axes.plot(epochs, history["loss"], color=colour, label=f"{label} train")
         axes.plot(epochs, history["val_loss"], color=colour, linestyle="--", label=f"{label} validation")
-        best_epoch = trial.user_attrs.get("best_epoch")
+        best_epoch = record.best_epoch
         if best_epoch:
             axes.plot(best_epoch, history["val_loss"][best_epoch - first], "o", color=colour)
     axes.set_title(f"Learning curves of the {len(curves)} best trials: train (solid) and validation (dashed) loss")

@@ -1,0 +1,78 @@
+"""A study's identity and defaults: `StudySpec`, below the driver and the backends, which both read it."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from search.config import OBJECTIVES, TrialConfig
+
+# A study's epoch cap, and so every trial's `epochs` (a cosine schedule spans it): long enough
+# for augmentation to pay off (Simard et al. trained for hundreds), affordable because the pruner
+# gives it only to the few best trials (BENCHMARKS.md, "Search efficiency"). The reference
+# model's own 20 epochs (TrialConfig.epochs) are the note's, a different fact.
+STUDY_EPOCHS = 100
+DEFAULT_SPACE = "full"
+DEFAULT_BACKEND = "tpe"
+DEFAULT_OBJECTIVE = "val_accuracy"
+# One bracket, not Hyperband's several: TPE models only the trials of the current trial's
+# Hyperband bracket, so with 3-5 brackets it sampled at random (its 10 start-up trials per
+# bracket) for most of a 60-minute study (BENCHMARKS.md, "Search efficiency").
+DEFAULT_PRUNER = "successive-halving"
+# Settings that define what a study's trials mean; a study name re-used with other values is refused.
+IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
+
+
+def default_study_name(space: str, backend: str) -> str:
+    """The study `search run` writes to when no --study is given."""
+    return f"{space}-{backend}"
+
+
+def library_versions() -> dict[str, str]:
+    """The versions that decide what a trial's numbers mean, recorded with every study, trial and retrain."""
+    names = ("tensorflow", "keras", "keras-tuner", "optuna", "numpy")
+    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study searches and how; stored as study user attrs so readers need only the storage."""
+
+    space: str
+    backend: str
+    objective: str = DEFAULT_OBJECTIVE
+    pruner: str = DEFAULT_PRUNER
+    epochs: int = STUDY_EPOCHS
+    subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
+    seed: int = 0
+    baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against
+    prior: bool = True  # ... and its next one the space's best known config (spaces.PRIORS), a head start
+    command: str = ""
+
+    def base(self) -> TrialConfig:
+        """The config every trial starts from: the reference model, with this study's epochs and seed."""
+        return TrialConfig(epochs=self.epochs, seed=self.seed)
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if OBJECTIVES[self.objective] == "max" else "minimize"
+
+    def attrs(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "backend": self.backend,
+            "objective": self.objective,
+            "pruner": self.pruner,
+            "epochs": self.epochs,
+            "subset": self.subset,
+            "seed": self.seed,
+            "command": self.command,
+            "base_config": self.base().to_dict(),
+            "versions": library_versions(),
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
+        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False, prior=False)

@@ -1,0 +1,104 @@
+"""Optuna's private API and tables as search/optuna_internals.py uses them; fails loudly if an upgrade moves them."""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from search import optuna_internals
+from search.storage import open_storage
+
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
+
+
+def _study(tmp_path) -> optuna.Study:
+    study = optuna.create_study(study_name="i", storage=open_storage(f"sqlite:///{tmp_path / 'i.db'}"))
+    x = optuna.distributions.FloatDistribution(0, 1)
+    for number, (state, value) in enumerate(
+        [
+            (TrialState.COMPLETE, 0.5),
+            (TrialState.PRUNED, None),
+            (TrialState.COMPLETE, math.inf),
+            (TrialState.FAIL, None),
+        ]
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value,
+                params={"x": 0.1},
+                distributions={"x": x},
+                user_attrs={"seconds": 1.5 * number, "config": {"n": number}, "history": [1.0]},
+            )
+        )
+    study.ask()
+    return study
+
+
+def test_the_optuna_installed_is_the_major_version_whose_internals_are_used():
+    major = int(optuna.__version__.split(".")[0])
+    assert major == optuna_internals.TESTED_MAJOR, (
+        f"Optuna {optuna.__version__} is installed, search/optuna_internals.py is written for "
+        f"{optuna_internals.TESTED_MAJOR}.x: check each function there against it, then the pin in pyproject.toml"
+    )
+
+
+def test_a_trial_read_alone_is_the_one_optuna_reads(tmp_path):
+    study = _study(tmp_path)
+    for trial in study.get_trials(deepcopy=False):
+        alone = optuna_internals.stored_trial(study, trial.number)
+        assert (alone.number, alone.state, alone.value, alone.user_attrs) == (
+            trial.number,
+            trial.state,
+            trial.value,
+            trial.user_attrs,
+        )
+
+
+def test_the_engine_is_the_storage_one(tmp_path):
+    study = _study(tmp_path)
+    engine = optuna_internals.engine_of(study)
+    assert isinstance(engine, sqlalchemy.engine.Engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM trials").scalar() == 5
+
+
+def test_a_stored_trial_takes_an_attr_through_its_live_handle(tmp_path):
+    study = _study(tmp_path)
+    running = study.get_trials(deepcopy=False)[-1]
+    optuna_internals.live_trial(study, running).set_user_attr("fail_reason", "its process was killed by SIGKILL")
+    assert optuna_internals.stored_trial(study, running.number).user_attrs["fail_reason"].startswith("its process")
+
+
+def test_the_queries_on_optunas_tables_read_what_its_api_reads(tmp_path):
+    study = _study(tmp_path)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    read = list(optuna_internals.complete_attrs(study, ["seconds", "config"]))
+    assert read == [
+        (t.number, t.value, {"seconds": t.user_attrs["seconds"], "config": t.user_attrs["config"]}) for t in complete
+    ]
+    states = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    assert optuna_internals.state_counts(study) == {s.name.lower(): states.get(s.name.lower(), 0) for s in TrialState}
+
+
+def test_a_trial_s_heartbeat_is_written_while_the_block_runs(tmp_path):
+    study = _study(tmp_path)
+    trial = study.ask()
+    beats = sqlalchemy.text("SELECT count(*) FROM trial_heartbeats WHERE trial_id = :trial")
+
+    def beaten() -> int:
+        # A connection per look: SQLite transactions here take the write lock, and the heartbeat needs it.
+        with optuna_internals.engine_of(study).connect() as connection:
+            return connection.execute(beats, {"trial": trial._trial_id}).scalar()
+
+    with optuna_internals.heartbeat(study, trial):
+        deadline = time.monotonic() + 60
+        while not beaten():
+            assert time.monotonic() < deadline, "no heartbeat written"
+            time.sleep(0.1)
