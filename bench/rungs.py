@@ -62,9 +62,12 @@ def main() -> None:
     print(f"study '{args.study}': {len(by_trial)} finished trials; epochs trained: count")
     print(", ".join(f"{epochs}: {count}" for epochs, count in sorted(trained.items())))
     table = correlations(by_trial)
-    print(
-        table.to_markdown(index=False, floatfmt=".2f") if len(table) else f"fewer than {MIN_TRIALS} trials at each pair"
-    )
+    if table.empty:
+        print(f"fewer than {MIN_TRIALS} trials reached each pair of epochs")
+        return
+    print("| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns))
+    for row in table.itertuples(index=False):
+        print(f"| {row[0]} | {row[1]} | {row[2]} | {row[3]:.2f} |")
 
 
 if __name__ == "__main__":
