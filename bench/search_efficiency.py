@@ -28,6 +28,8 @@ finish within the budget. Figures come from the storage afterwards:
 Per backend: the median and the range (min-max) over seeds of the best validation accuracy, and
 the median time to 98.8%; then every run. `--full` is issue 15's comparison: 10 minutes x 4
 backends x seeds 0 1 2 (2 hours). The default (one seed) takes budget x backends.
+Each run's launch time goes to `runs.json` beside the storage, so a comparison run in parts (some
+backends now, others later, each into its own --out) is reported as one with `--report-from`.
 Run: .venv/bin/python bench/search_efficiency.py [--full]
 """
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import signal
 import statistics
@@ -262,6 +265,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="empty or new folder for the storage and logs (default: a temp dir)")
     parser.add_argument("--benchmarks", type=Path, default=BENCHMARKS, help="file whose section is rewritten")
     parser.add_argument("--no-write", action="store_true", help="print the table only; leave the file alone")
+    parser.add_argument(
+        "--report-from", type=Path, nargs="+", metavar="OUT", help="run nothing; report the runs in these --out folders"
+    )
     args = parser.parse_args(argv)
     if (args.budget is not None and args.budget <= 0) or args.epochs < 1:
         parser.error("--budget and --epochs must be above 0")
@@ -271,28 +277,55 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in (FULL if args.full else PLAIN).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.report_from:
+        return args
     if args.out and args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out} is not empty; pick a new folder (studies there would be resumed)")
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = _parse(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+RUNS_FILE = "runs.json"  # in each --out folder: the settings, and each run's study and launch time
+
+
+def run_all(args: argparse.Namespace) -> list[Figures]:
     folder = args.out or Path(tempfile.mkdtemp(prefix="search-efficiency-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"storage and logs: {folder}", file=sys.stderr)
-    load_before, started = os.getloadavg()[0], time.monotonic()
-    runs = []
+    settings = {name: getattr(args, name) for name in ("budget", "space", "subset", "epochs")}
+    done: list[dict] = []
     for seed in args.seeds:
         for backend in args.backends:
             print(f"running {backend} (seed {seed}) for {args.budget:g} minutes", file=sys.stderr, flush=True)
             launched, study = run_backend(backend, seed, args, folder)
-            storage = open_storage(f"sqlite:///{folder / 'efficiency.db'}", must_exist=True)
-            trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
-            # Held connections made the next open_storage() here fail ("database disk image is malformed").
-            storage.engine.dispose()
-            runs.append(figures(trials, backend, seed, launched, args.budget))
+            done.append({"backend": backend, "seed": seed, "study": study, "launched": launched.isoformat()})
+            (folder / RUNS_FILE).write_text(json.dumps({"settings": settings, "runs": done}, indent=1))
+    return stored_runs([folder], args)
+
+
+def stored_runs(folders: list[Path], args: argparse.Namespace) -> list[Figures]:
+    """The figures of every run these folders hold, in the order they ran."""
+    runs = []
+    for folder in folders:
+        saved = json.loads((folder / RUNS_FILE).read_text())
+        for name, value in saved["settings"].items():
+            if getattr(args, name) != value:
+                raise SystemExit(f"{folder} ran with {name} {value}, not {getattr(args, name)}: not comparable")
+        storage = open_storage(f"sqlite:///{folder / 'efficiency.db'}", must_exist=True)
+        for run in saved["runs"]:
+            trials = optuna.load_study(study_name=run["study"], storage=storage).get_trials(deepcopy=False)
+            launched = datetime.datetime.fromisoformat(run["launched"])
+            runs.append(figures(trials, run["backend"], run["seed"], launched, args.budget))
+        # Held connections made the next open_storage() here fail ("database disk image is malformed").
+        storage.engine.dispose()
+    args.seeds = sorted({r.seed for r in runs})
+    return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    load_before, started = os.getloadavg()[0], time.monotonic()
+    runs = stored_runs(args.report_from, args) if args.report_from else run_all(args)
     body = report(runs, args)
     print(body)
     if not args.no_write:
