@@ -82,4 +82,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .kt reports studies.db
+	rm -rf $(VENV) data .kt .paused reports studies.db

@@ -55,10 +55,11 @@ from run_all import BENCHMARKS, REPO, section, write_section
 from search.backends import BACKENDS
 from search.cli import _parser
 from search.progress import format_seconds
+from search.spec import DEFAULT_PRUNER
 from search.storage import open_storage
 from spaces import SPACES
 
-DEFAULTS = _parser().parse_args(["run"])  # the product's own defaults: backend, pruner, space, epochs
+DEFAULTS = _parser().parse_args(["run"])  # the product's own defaults: backend, space, epochs
 COMPARED = (DEFAULTS.backend, "random", "kt-hyperband", "kt-bayesian")
 TARGETS = (0.980, 0.988)
 GOAL_RATIO = 0.5  # issue 15: the default's median time to 98.8% at most half of random search's
@@ -89,7 +90,7 @@ class Figures:
 def settings_for(backend: str, cap: int) -> tuple[str, int]:
     """The pruner and the epochs per trial a backend runs with (see the docstring)."""
     if not backend.startswith("kt-"):  # Optuna's samplers
-        return DEFAULTS.pruner, cap
+        return DEFAULT_PRUNER, cap
     if backend == "kt-hyperband":
         return "none", cap  # its brackets are its pruning
     return "none", min(cap, PLAIN_EPOCHS)

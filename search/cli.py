@@ -175,8 +175,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--pruner",
-        default=DEFAULT_PRUNER,
-        help=f"stops poor trials early (Optuna backends): {', '.join(PRUNERS)} (default: %(default)s)",
+        help=f"stops poor trials early (Optuna backends): {', '.join(PRUNERS)} (default: a resumed study's own, "
+        f"else {DEFAULT_PRUNER})",
     )
     run.add_argument(
         "--objective",

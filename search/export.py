@@ -107,6 +107,8 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "objective": attrs.get("objective"),
         "value": trial.value,
         "epochs_run": record.epochs_run,
+        "first_epoch": record.first_epoch,  # above 1: the trial continued a paused one's training (asha)
+        "promoted_from": record.plan.continues,
         "best_epoch": record.best_epoch,
         "param_count": record.param_count,
         "subset": attrs.get("subset"),

@@ -35,12 +35,13 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         begin_trial(self, trial)
-        base = self.spec.base().replace(seed=self.spec.seed + trial.number)
-        config = self.space(trial, base)
-        _record(trial, TrialRecord(config=config.to_dict()))  # before training: a killed trial keeps it too
         plan = TrialPlan.from_attrs(trial.user_attrs)
+        base = self.spec.reference() if plan.baseline else self.spec.base()
+        config = self.space(trial, base.replace(seed=self.spec.seed + trial.number))
+        _record(trial, TrialRecord(config=config.to_dict()))  # before training: a killed trial keeps it too
         last_epoch = plan.epochs or config.epochs
-        reporter = _EpochReporter(trial, self.spec.objective, self.progress, last_epoch)
+        # The baseline is the yardstick: never pruned, so every study can be ranked against it.
+        reporter = _EpochReporter(trial, self.spec.objective, self.progress, last_epoch, prunable=not plan.baseline)
         result = train(
             config,
             self.data,
@@ -71,6 +72,8 @@ class Objective:
             raise TrainingDiverged(reason)
         if reporter.pruned_at:
             raise optuna.TrialPruned(f"pruned after epoch {reporter.pruned_at}")
+        if plan.pause:
+            raise optuna.TrialPruned(f"paused after epoch {last_epoch}, to be continued if promoted")
         return result.best()
 
     def can_fork(self) -> bool:
@@ -89,9 +92,12 @@ def _record(trial: optuna.Trial, record: TrialRecord) -> None:
 class _EpochReporter(keras.callbacks.Callback):
     """Reports each epoch's objective to Optuna (learning curves, pruning) and to the progress bar."""
 
-    def __init__(self, trial: optuna.Trial, objective: str, progress: Progress, last_epoch: int) -> None:
+    def __init__(
+        self, trial: optuna.Trial, objective: str, progress: Progress, last_epoch: int, *, prunable: bool
+    ) -> None:
         super().__init__()
         self.trial, self.objective, self.progress, self.last_epoch = trial, objective, progress, last_epoch
+        self.prunable = prunable
         self.pruned_at = 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -101,6 +107,6 @@ class _EpochReporter(keras.callbacks.Callback):
         self.trial.report(value, step=epoch + 1)
         self.progress.epoch_finished(self.trial.number, epoch + 1, value)
         # After the last epoch the trial is finished anyway: its value stands, pruned or not.
-        if epoch + 1 < self.last_epoch and self.trial.should_prune():
+        if self.prunable and epoch + 1 < self.last_epoch and self.trial.should_prune():
             self.pruned_at = epoch + 1
             self.model.stop_training = True

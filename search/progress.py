@@ -56,9 +56,15 @@ class Progress:
         record = TrialRecord.from_attrs(trial.user_attrs)
         value = f"{self.objective} {trial.value:.4f}" if trial.value is not None else record.fail_message
         if trial.state == TrialState.PRUNED:
-            value = f"pruned, last {self.objective} {_last(trial):.4f}"
+            how = "paused (may be promoted)" if record.plan.pause else "pruned"
+            value = f"{how}, last {self.objective} {_last(trial):.4f}"
+        epochs = f"epochs {record.epochs_run or 0}"
+        if record.first_epoch and record.first_epoch > 1:
+            epochs = f"epochs {record.first_epoch}-{record.first_epoch + (record.epochs_run or 0) - 1}"
+        if record.plan.continues is not None:
+            epochs += f" (promoted from trial {record.plan.continues})"
         self.note(
-            f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs {record.epochs_run or 0}  "
+            f"trial {trial.number:>3}  {trial.state.name:<8} {value}  {epochs}  "
             f"{record.seconds or 0:.1f}s  {format_params(trial.params)}"
         )
         self.status = self.bar(study)

@@ -17,10 +17,11 @@ STUDY_EPOCHS = 100
 DEFAULT_SPACE = "full"
 DEFAULT_BACKEND = "tpe"
 DEFAULT_OBJECTIVE = "val_accuracy"
-# One bracket, not Hyperband's several: TPE models only the trials of the current trial's
-# Hyperband bracket, so with 3-5 brackets it sampled at random (its 10 start-up trials per
-# bracket) for most of a 60-minute study (BENCHMARKS.md, "Search efficiency").
-DEFAULT_PRUNER = "successive-halving"
+# Successive halving that pauses trials at rungs and promotes them from their weights (search/backends/_asha.py):
+# Optuna's own sent the first trial to the cap alone, and it took a 10-minute budget whole. One
+# bracket, not Hyperband's several: TPE models only the trials of the current trial's Hyperband
+# bracket, so with 3-5 brackets it sampled at random for most of a 60-minute study (BENCHMARKS.md).
+DEFAULT_PRUNER = "asha"
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
 IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
 
@@ -43,7 +44,7 @@ class StudySpec:
     space: str
     backend: str
     objective: str = DEFAULT_OBJECTIVE
-    pruner: str = DEFAULT_PRUNER
+    pruner: str | None = DEFAULT_PRUNER  # None: a resumed study's own, else the default
     epochs: int = STUDY_EPOCHS
     subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
     seed: int = 0
@@ -54,6 +55,10 @@ class StudySpec:
     def base(self) -> TrialConfig:
         """The config every trial starts from: the reference model, with this study's epochs and seed."""
         return TrialConfig(epochs=self.epochs, seed=self.seed)
+
+    def reference(self) -> TrialConfig:
+        """The baseline trial's config: the reference model as the note trains it, its epochs within the study's."""
+        return TrialConfig(epochs=min(TrialConfig().epochs, self.epochs), seed=self.seed)
 
     @property
     def direction(self) -> str:

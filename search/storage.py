@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import warnings
 import weakref
@@ -25,6 +26,7 @@ MAX_RETRIES = 3
 # SQLite serialises writers; a writer waits this long for the lock instead of failing at once.
 SQLITE_LOCK_TIMEOUT_SECONDS = 120
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def open_storage(
@@ -83,6 +85,17 @@ def sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
         return None
     return Path(url.removeprefix("sqlite:///"))
+
+
+def study_folder(url: str, study: str, kind: str) -> Path:
+    """Where study `study` keeps its files of one `kind` (`.kt`, `.paused`): beside a SQLite file, else here."""
+    if not _FOLDER_NAME.fullmatch(study) or study in (".", ".."):
+        raise UserError(
+            f"study name '{study}' cannot name a folder for the study's files; use letters, digits, '.', '_' and '-' "
+            "in --study"
+        )
+    path = sqlite_path(url)
+    return (path.parent if path is not None else Path()) / kind / study
 
 
 def _prepare_sqlite(url: str) -> None:

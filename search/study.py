@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 import sqlalchemy.exc
@@ -17,7 +17,7 @@ from search.objective import Objective
 from search.process import sigterm_interrupts
 from search.progress import Progress, format_seconds
 from search.record import FailReason, TrialPlan
-from search.spec import IDENTITY, StudySpec
+from search.spec import DEFAULT_PRUNER, IDENTITY, StudySpec
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
@@ -39,7 +39,8 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
         if spec.baseline:
-            study.enqueue_trial(params_for(spec.space, spec.base()), user_attrs=TrialPlan(baseline=True).to_attrs())
+            baseline = TrialPlan(baseline=True).to_attrs()
+            study.enqueue_trial(params_for(spec.space, spec.reference()), user_attrs=baseline)
         if spec.prior and (known := prior(spec.space, spec.base())) is not None:
             study.enqueue_trial(params_for(spec.space, known), user_attrs=TrialPlan(prior=True).to_attrs())
         return study
@@ -78,8 +79,10 @@ def open_search(
 ) -> Search:
     """The one wiring of a search (run, worker, benchmarks): check the spec, open the storage, make
     the backend with `seed`, create the study or check it was made with the same settings."""
-    _check(spec)
     opened_storage = open_storage(storage, heartbeat=heartbeat)
+    if spec.pruner is None:  # not given: a study resumes with its own, a new one gets the default
+        spec = replace(spec, pruner=_recorded(opened_storage, name).get("pruner", DEFAULT_PRUNER))
+    _check(spec)
     backend = get_backend(spec.backend)(
         seed=seed, pruner=spec.pruner, epochs=spec.epochs, spec=spec, storage=storage, study=name, workers=workers
     )
@@ -103,7 +106,7 @@ def run_study(
     # Each trial's sampler is seeded from this and the study's trial count (Backend.make_sampler):
     # a resumed study draws new values, as an uninterrupted one would.
     search = open_search(spec, storage, study, seed=spec.seed, heartbeat=heartbeat, workers=workers)
-    opened, backend = search.study, search.backend
+    opened, backend, spec = search.study, search.backend, search.spec
     opened.set_user_attr("trials", n_trials)  # what workers joining later aim for
     opened.set_user_attr("heartbeat", heartbeat)  # ... and how often they show they are alive
     if workers > 1:
@@ -127,9 +130,17 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
     return _work(search.study, search.backend, spec, n_trials, timeout)
 
 
+def _recorded(storage: optuna.storages.BaseStorage, name: str) -> dict:
+    """The settings study `name` records; none for a study not made yet."""
+    try:
+        return storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+    except KeyError:
+        return {}
+
+
 def _heartbeat(storage: optuna.storages.BaseStorage, name: str) -> int:
     """The heartbeat interval the study's `search run` set (studies from before it: the default)."""
-    return storage.get_study_user_attrs(storage.get_study_id_from_name(name)).get("heartbeat", HEARTBEAT_SECONDS)
+    return _recorded(storage, name).get("heartbeat", HEARTBEAT_SECONDS)
 
 
 def _check(spec: StudySpec) -> None:

@@ -122,6 +122,10 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         trial = study.ask()
     objective.last_number = trial.number
+    refused = backend.start_trial(study, trial)
+    if refused:
+        _fail(study, trial.number, FailReason.SURPLUS, f"surplus: {refused}")
+        return
     try:
         if objective.can_fork():
             release_connections(study)

@@ -40,7 +40,7 @@ RUN = ["run", "--trials", "1", "--epochs", "1", "--subset", "100"]
     [
         (["--space", "nope"], "unknown space 'nope'; known spaces: size"),
         (["--backend", "nope"], "unknown backend 'nope'; known backends: tpe"),
-        (["--pruner", "nope"], "unknown pruner 'nope'; known pruners: hyperband"),
+        (["--pruner", "nope"], "unknown pruner 'nope'; known pruners: asha, hyperband"),
         (["--objective", "nope"], "unknown objective 'nope'; known objectives: val_accuracy"),
         (["--trials", "0"], "--trials: must be at least 1, got 0"),
         (["--trials", "many"], "--trials: invalid _positive value: 'many'"),

@@ -12,6 +12,7 @@ from conftest import TINY_STUDY, TINY_STUDY_RUN, TINY_STUDY_TRIALS, search_cli
 
 from search.backends import get_backend
 from search.cli import main
+from search.config import TrialConfig
 from search.storage import open_storage
 from search.study import StudySpec, open_study
 from spaces import params_for, prior
@@ -34,12 +35,19 @@ def test_baseline_is_trial_0_of_a_new_study_and_not_of_a_resumed_one(tiny_study:
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
 
-def test_baseline_is_the_reference_model_with_the_studys_epochs_and_seed(tiny_study: str) -> None:
+def test_baseline_is_the_reference_model_with_the_studys_seed(tiny_study: str) -> None:
     baseline = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study).trials[0]
-    base = StudySpec(space="size", backend="tpe", epochs=2, subset=500, seed=3).base()
-    assert (base.epochs, base.seed) == (2, 3)
-    assert baseline.user_attrs["config"] == base.to_dict()
-    assert baseline.params == params_for("size", base)
+    reference = StudySpec(space="size", backend="tpe", epochs=2, subset=500, seed=3).reference()
+    assert (reference.epochs, reference.seed) == (2, 3)  # the note's 20 epochs, cut to the study's 2
+    assert baseline.user_attrs["config"] == reference.to_dict()
+    assert baseline.params == params_for("size", reference)
+
+
+def test_the_baseline_trains_the_notes_epochs_not_the_studys_cap() -> None:
+    # A 100-epoch study's baseline is the reference model as the note trains it: 20 epochs, not 100.
+    spec = StudySpec(space="full", backend="tpe", epochs=100, seed=1)
+    assert spec.reference().epochs == TrialConfig().epochs == 20
+    assert spec.reference().replace(epochs=100) == spec.base()
 
 
 def test_no_baseline_flag_gives_a_study_without_one(storage: str) -> None:

@@ -136,4 +136,4 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
         "<!-- search_efficiency_short:end -->"
     )[0]
     assert "bench/search_efficiency.py --budget 0.3 --subset 500" in section
-    assert "| tpe | successive-halving |" in section and "not judged" in section
+    assert "| tpe | asha |" in section and "not judged" in section

@@ -56,3 +56,11 @@ def test_an_old_study_resumes_one_more_trial(tmp_path):
     trials = optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2 + [TrialState.COMPLETE]
     assert trials[4].user_attrs["config"]["epochs"] == 1 and "baseline" not in trials[4].user_attrs
+
+
+def test_a_pruner_said_is_still_checked_against_the_studys(tmp_path):
+    # Left unsaid, the pruner is the study's own (the resume above, though the default changed); said, it must match.
+    url = _copy(tmp_path)
+    run = ("run", "--space", "size", "--trials", "3", "--epochs", "1", "--subset", "200", "--storage", url)
+    refused = search_cli(*run, "--pruner", "asha")
+    assert refused.returncode == 2 and "made with pruner='successive-halving'" in refused.stderr

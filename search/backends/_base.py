@@ -19,9 +19,10 @@ class Backend:
     `next_trial(study)`; a backend whose algorithm lives outside Optuna enqueues its choice there
     (params and per-trial settings as user attrs) and returns False once it has nothing left,
     saying why in `stop_reason` (the run's last line).
-    After each trial the driver calls `trial_finished(study, trial)` with the recorded trial.
-    The per-trial user attrs a backend may set: `epochs` (train up to this epoch),
-    `initial_epoch` and `initial_weights` (continue a parent's training), `save_weights`.
+    Once it has asked for the trial, before the trial runs, the driver calls `start_trial(study,
+    trial)`, where a backend may set the trial's plan (or refuse the trial, saying why: it is then
+    failed as surplus). After each trial the driver calls `trial_finished(study, trial)` with the
+    recorded trial. The plan is `search.record.TrialPlan`, in user attrs.
     Each trial samples in a process forked for it, with the sampler `make_sampler(count)` makes
     for a study holding `count` trials (seeded from the backend's seed and `count`, so every
     trial draws afresh); a backend whose trials are all enqueued leaves it None.
@@ -34,6 +35,9 @@ class Backend:
 
     def next_trial(self, study: optuna.Study) -> bool:
         return True
+
+    def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
+        return None
 
     def trial_finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         return None

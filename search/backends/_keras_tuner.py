@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import importlib
 import math
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,12 +27,11 @@ from search.config import OBJECTIVES, TrialConfig
 from search.errors import UserError
 from search.record import TrialPlan, TrialRecord
 from search.spec import StudySpec
-from search.storage import sqlite_path
+from search.storage import study_folder
 from spaces import get_space
 
 KT_FOLDER = ".kt"
 TUNER_ID = "tuner0"  # one process runs a Keras Tuner study (see `_lock`), so one tuner asks the oracle
-_FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _STOPPED = "Keras Tuner's oracle triggered exit: its draws keep repeating tried points (the space looks exhausted)"
 _IDLE = "Keras Tuner's oracle is waiting for trials that are still running elsewhere"
 
@@ -218,13 +216,7 @@ def _report(oracle: Any, trial: FrozenTrial) -> None:
 
 def kt_folder(storage: str, study: str) -> Path:
     """Where study `study` keeps Keras Tuner's state: `.kt/<study>/` beside a SQLite file, else here."""
-    if not _FOLDER_NAME.fullmatch(study) or study in (".", ".."):
-        raise UserError(
-            f"study name '{study}' cannot name a folder for Keras Tuner's state; "
-            "use letters, digits, '.', '_' and '-' in --study"
-        )
-    path = sqlite_path(storage)
-    return (path.parent if path is not None else Path()) / KT_FOLDER / study
+    return study_folder(storage, study, KT_FOLDER)
 
 
 def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> BackendFactory:

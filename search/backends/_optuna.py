@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import optuna
 
+from search.backends._asha import PausingBackend, paused_folder, rungs
 from search.backends._base import Backend, BackendFactory
 from search.errors import UserError
 from search.spec import StudySpec
@@ -31,7 +32,7 @@ def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-PRUNERS = ("hyperband", "median", "successive-halving", "none")
+PRUNERS = ("asha", "hyperband", "median", "successive-halving", "none")
 
 
 def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> BackendFactory:
@@ -56,6 +57,17 @@ def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Back
             # Mixed, not added: seeds n and n+1 can draw the same first values (they do in numpy).
             return make_quietly(int(np.random.SeedSequence((seed, count)).generate_state(1)[0]))
 
+        if pruner == "asha":
+            if not study:
+                raise TypeError("the asha pruner needs the study's name (its paused trials' weights go beside it)")
+            return PausingBackend(
+                sampler=make_quietly(seed),
+                make_sampler=for_trial,
+                rungs=rungs(min(MIN_EPOCHS, epochs), epochs, ETA),
+                eta=ETA,
+                direction=spec.direction if spec else "maximize",
+                folder=paused_folder(storage, study),
+            )
         return Backend(sampler=make_quietly(seed), pruner=_pruner(pruner, epochs), make_sampler=for_trial)
 
     return factory

@@ -1,0 +1,173 @@
+"""Asynchronous successive halving with paused trials: the `asha` pruner, the default.
+
+Optuna's successive-halving pruner judges a trial when it reaches a rung, against the trials
+that reached the rung before it, and promotes the top third; a trial with no one to compare with
+is the top third of one, so it goes on. In a short study the first trial therefore trains to the
+cap alone, and it took a 10-minute budget whole (BENCHMARKS.md, "Search efficiency").
+
+ASHA as Li et al. (2020) wrote it never sends a trial on blind. Every trial stops at its rung,
+paused, with its weights saved; it is recorded as pruned there, so Optuna's tools, the dashboard
+and TPE read it as a pruned trial. Before each new trial the driver asks for a promotion: a
+paused trial in the top 1/eta of at least eta trials at its rung (the highest rung first) is
+continued by a new trial with the same params, from its weights, up to the next rung. Otherwise
+the sampler draws a new trial for the first rung. The trial that trains to the study's epochs
+completes, and its value is its best epoch's.
+
+Rungs are 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
+`.paused/<study>/` beside a SQLite file. A promotion whose weights are not on this machine (a
+worker elsewhere paused it, or they were swept) trains from scratch to the next rung: slower,
+same result.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.backends._base import Backend
+from search.record import FailReason, TrialPlan
+from search.storage import study_folder
+
+PAUSED_FOLDER = ".paused"
+
+
+def rungs(first: int, epochs: int, eta: int) -> list[int]:
+    """The epochs at which trials pause: first, first * eta, ... below `epochs`, then `epochs`."""
+    found = []
+    rung = first
+    while rung < epochs:
+        found.append(rung)
+        rung *= eta
+    return [*found, epochs]
+
+
+def paused_folder(storage: str, study: str) -> Path:
+    return study_folder(storage, study, PAUSED_FOLDER)
+
+
+def weights_path(folder: Path, number: int) -> Path:
+    return folder / f"trial_{number}.weights.h5"
+
+
+class PausingBackend(Backend):
+    """An Optuna sampler whose trials pause at rungs and are promoted from their weights (module docstring)."""
+
+    def __init__(self, *, rungs: list[int], eta: int, direction: str, folder: Path, **backend) -> None:
+        super().__init__(pruner=optuna.pruners.NopPruner(), **backend)
+        self.rungs, self.eta, self.folder = rungs, eta, folder
+        self.sign = 1.0 if direction == "maximize" else -1.0
+
+    def describe(self) -> dict:
+        return {**super().describe(), "pruner_class": "asha", "rungs": self.rungs, "paused_folder": str(self.folder)}
+
+    def next_trial(self, study: optuna.Study) -> bool:
+        """Queue the best promotion, if one is due; else the sampler draws a new trial for the first rung."""
+        trials = study.get_trials(deepcopy=False)
+        source = promotion(trials, self.rungs, self.eta, self.sign)
+        if source is not None:
+            plan = TrialPlan.from_attrs(source.user_attrs)
+            start = plan.epochs
+            weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
+            study.enqueue_trial(
+                source.params,
+                user_attrs=TrialPlan(
+                    epochs=self.rungs[self.rungs.index(start) + 1],
+                    initial_epoch=start if weights else 0,
+                    initial_weights=weights,
+                    continues=source.number,
+                ).to_attrs(),
+            )
+        return True
+
+    def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
+        """Give a new trial the first rung, and every trial below the last rung a place for its weights.
+
+        A trial that continues one another trial already continues is refused (two workers promoted it at once).
+        """
+        plan = TrialPlan.from_attrs(trial.user_attrs)
+        if plan.baseline:
+            return None  # the reference model, as the note trains it: the yardstick, never paused
+        if plan.continues is not None and _continued(study.get_trials(deepcopy=False))[plan.continues] != trial.number:
+            return f"another worker already continues trial {plan.continues}"
+        epochs = plan.epochs or self.rungs[0]
+        if epochs < self.rungs[-1]:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            pause = TrialPlan(epochs=epochs, pause=True, save_weights=str(weights_path(self.folder, trial.number)))
+            for key, value in pause.to_attrs().items():
+                trial.set_user_attr(key, value)
+        return None
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Delete the weights no promotion will read: those of ended trials continued already, or far from promotion.
+
+        Weights a continuation waiting or running may still read stay (a killed one is retried from them).
+        """
+        trials = study.get_trials(deepcopy=False)
+        by_number = {t.number: t for t in trials}
+        needed = {t.number for t in promotable_soon(trials, self.rungs, self.eta, self.sign)}
+        for source, number in _continued(trials).items():
+            if by_number[number].state.is_finished():
+                needed.discard(source)
+            else:
+                needed.add(source)
+        for path in self.folder.glob("trial_*.weights.h5"):
+            number = int(path.name.removeprefix("trial_").split(".")[0])
+            ended = number in by_number and by_number[number].state.is_finished()
+            if ended and number not in needed:  # a running trial's file may be new: its own to keep
+                path.unlink(missing_ok=True)
+
+
+def promotion(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float) -> FrozenTrial | None:
+    """The paused trial to continue next: in the top 1/eta of its rung and not continued yet, highest rung first."""
+    taken = _continued(trials)
+    for rung in reversed(rungs[:-1]):
+        ranked = _ranked(trials, rung, sign)
+        for trial in ranked[: len(ranked) // eta]:
+            if trial.number not in taken:
+                return trial
+    return None
+
+
+def promotable_soon(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float) -> list[FrozenTrial]:
+    """Paused trials in the top half of their rung: those a few more arrivals could put in its top 1/eta.
+
+    A trial further down needs half as many trials again, all worse than it, before its turn; if
+    that happens, it trains again from scratch (see the module docstring).
+    """
+    found = []
+    for rung in rungs[:-1]:
+        ranked = _ranked(trials, rung, sign)
+        found += ranked[: max(eta, math.ceil(len(ranked) / 2))]
+    return found
+
+
+def _ranked(trials: list[FrozenTrial], rung: int, sign: float) -> list[FrozenTrial]:
+    """The trials paused at `rung`, best first, by their best reported value."""
+    paused = [
+        t
+        for t in trials
+        if t.state == TrialState.PRUNED
+        and t.intermediate_values
+        and (plan := TrialPlan.from_attrs(t.user_attrs)).pause
+        and plan.epochs == rung
+    ]
+    return sorted(paused, key=lambda t: -max(sign * v for v in t.intermediate_values.values()))
+
+
+def _continued(trials: list[FrozenTrial]) -> dict[int, int]:
+    """Paused trial -> the first trial continuing it, among continuations that ran or will run.
+
+    A continuation interrupted, killed or refused as surplus did not use its promotion: the trial
+    it continues may be promoted again. One that diverged did.
+    """
+    continued: dict[int, int] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        source = TrialPlan.from_attrs(t.user_attrs).continues
+        if source is None or source in continued:
+            continue
+        if t.state != TrialState.FAIL or FailReason.from_attrs(t.user_attrs) == FailReason.DIVERGED:
+            continued[source] = t.number
+    return continued

@@ -1,0 +1,140 @@
+"""The `asha` pruner: trials pause at rungs with their weights and are promoted, never sent on blind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from search.backends._asha import PausingBackend, promotion, rungs, weights_path
+from search.record import FailReason, TrialPlan
+from search.study import StudySpec, run_study
+
+ETA = 3
+RUNGS = [3, 9, 27]
+X = {"x": FloatDistribution(0, 1)}
+
+
+def test_rungs_grow_by_eta_and_end_at_the_studys_epochs() -> None:
+    assert rungs(3, 100, 3) == [3, 9, 27, 81, 100]
+    assert rungs(3, 27, 3) == [3, 9, 27]
+    assert rungs(2, 2, 3) == [2]  # a study as short as the first rung: every trial trains to the end
+
+
+def _paused(number: int, rung: int, value: float, **plan: object) -> FrozenTrial:
+    trial = create_trial(
+        state=TrialState.PRUNED,
+        params={"x": number / 100},
+        distributions=X,
+        intermediate_values={rung - 1: value / 2, rung: value},
+        user_attrs=TrialPlan(epochs=rung, pause=True, **plan).to_attrs(),
+    )
+    trial.number = number
+    return trial
+
+
+def _continuing(number: int, source: int, state: TrialState = TrialState.RUNNING, **attrs: object) -> FrozenTrial:
+    trial = create_trial(
+        state=state,
+        params={"x": source / 100},
+        distributions=X,
+        value=0.5 if state == TrialState.COMPLETE else None,
+        user_attrs={**TrialPlan(epochs=9, initial_epoch=3, continues=source).to_attrs(), **attrs},
+    )
+    trial.number = number
+    return trial
+
+
+def test_no_promotion_until_eta_trials_reached_the_rung() -> None:
+    # The first trial at a rung has nothing to be compared with: it waits, paused, instead of going on.
+    assert promotion([_paused(0, 3, 0.9)], RUNGS, ETA, 1.0) is None
+    assert promotion([_paused(0, 3, 0.9), _paused(1, 3, 0.8)], RUNGS, ETA, 1.0) is None
+    three = [_paused(0, 3, 0.7), _paused(1, 3, 0.9), _paused(2, 3, 0.8)]
+    assert promotion(three, RUNGS, ETA, 1.0).number == 1
+    assert promotion(three, RUNGS, ETA, -1.0).number == 0  # a loss: lowest is best
+
+
+def test_each_paused_trial_is_promoted_once_highest_rung_first() -> None:
+    trials = [_paused(n, 3, v) for n, v in enumerate([0.7, 0.9, 0.8, 0.6, 0.5, 0.85])]
+    first = promotion(trials, RUNGS, ETA, 1.0)
+    assert first.number == 1
+    trials.append(_continuing(6, source=1))
+    assert promotion(trials, RUNGS, ETA, 1.0).number == 5  # six at the rung: the top two go on
+    trials += [_continuing(7, source=5), *(_paused(n, 9, 0.95) for n in (8, 9, 10))]
+    assert promotion(trials, RUNGS, ETA, 1.0).number == 8  # rung 9 has three: its best goes first
+
+
+def test_a_promotion_that_did_not_run_can_be_made_again_one_that_diverged_cannot() -> None:
+    trials = [_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7)]
+    interrupted = _continuing(3, 0, TrialState.FAIL, **FailReason.INTERRUPTED.to_attrs("interrupted"))
+    assert promotion([*trials, interrupted], RUNGS, ETA, 1.0).number == 0
+    diverged = _continuing(3, 0, TrialState.FAIL, **FailReason.DIVERGED.to_attrs("loss became NaN"))
+    assert promotion([*trials, diverged], RUNGS, ETA, 1.0) is None
+
+
+def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    for trial in (_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7)):
+        study.add_trial(trial)
+    backend = PausingBackend(
+        sampler=optuna.samplers.RandomSampler(seed=0), rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+    )
+    assert backend.next_trial(study)
+    # Another worker, which read the trials before this one's promotion landed, promotes trial 0 too.
+    study.enqueue_trial(study.trials[0].params, user_attrs=TrialPlan(epochs=9, continues=0).to_attrs())
+    first, second = study.ask(), study.ask()
+    assert backend.start_trial(study, first) is None
+    assert backend.start_trial(study, second) == "another worker already continues trial 0"
+    plan = TrialPlan.from_attrs(study.trials[first.number].user_attrs)
+    assert (plan.continues, plan.epochs, plan.pause) == (0, 9, True)
+    assert plan.save_weights == str(weights_path(tmp_path, first.number))
+    # Trial 0's weights are not on this machine (paused by a worker elsewhere): it trains again from scratch.
+    assert (plan.initial_epoch, plan.initial_weights) == (0, None)
+
+
+def test_a_promotion_starts_from_the_paused_weights_when_they_are_here(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    saved = weights_path(tmp_path, 0)
+    saved.write_bytes(b"weights")
+    for trial in (_paused(0, 3, 0.9, save_weights=str(saved)), _paused(1, 3, 0.8), _paused(2, 3, 0.7)):
+        study.add_trial(trial)
+    backend = PausingBackend(
+        sampler=optuna.samplers.RandomSampler(seed=0), rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+    )
+    backend.next_trial(study)
+    plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
+    assert (plan.continues, plan.initial_epoch, plan.initial_weights) == (0, 3, str(saved))
+
+
+@pytest.fixture(scope="module")
+def asha_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[FrozenTrial]]:
+    """Four real tiny trials with rungs at 3 and 4 epochs: three paused, then the best of them continued."""
+    folder = tmp_path_factory.mktemp("asha")
+    spec = StudySpec(space="schedule", backend="random", pruner="asha", epochs=4, subset=300, baseline=False)
+    url = f"sqlite:///{folder / 'studies.db'}"
+    assert run_study(spec, study="s", storage=url, n_trials=4, timeout=None) == 0
+    return folder, optuna.load_study(study_name="s", storage=url).get_trials()
+
+
+def _best(trial: FrozenTrial) -> float:
+    return max(trial.intermediate_values.values())
+
+
+def test_trials_pause_at_the_first_rung_and_the_best_continues_from_its_weights(asha_study) -> None:
+    folder, trials = asha_study
+    first_three = trials[:3]
+    for trial in first_three:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["pause"]
+        assert sorted(trial.intermediate_values) == [1, 2, 3]
+    best = max(first_three, key=_best)
+    continued = trials[3]
+    assert continued.user_attrs["continues"] == best.number and continued.params == best.params
+    assert continued.state == TrialState.COMPLETE and sorted(continued.intermediate_values) == [4]
+    assert (continued.user_attrs["first_epoch"], continued.user_attrs["initial_epoch"]) == (4, 3)
+    # It started from the paused weights: its one epoch's loss is below the loss its source began with.
+    assert continued.user_attrs["history"]["loss"][0] < best.user_attrs["history"]["loss"][0]
+    assert not Path(best.user_attrs["save_weights"]).exists(), "a continued trial's weights were kept"
+    assert Path(best.user_attrs["save_weights"]).parent == folder / ".paused" / "s"
