@@ -5,7 +5,8 @@ with what real trials hold: the `full` space's params drawn by Optuna's random s
 per-epoch values, and the user attrs `search.objective.Objective` records (config, history,
 versions...); 70 % complete, 25 % pruned, 5 % failed. Then it times, each from a fresh process:
 `python -m search rank` (wall seconds), the dashboard's study API answer, and the trial list in
-headless Chromium (from asking for the page to the first trial shown).
+headless Chromium (from asking for the page to the first trial shown); and, in-process, the CPU
+that reading every trial takes through Optuna's ORM and through the dashboard's bulk reads.
 
 Targets (issue 19): rank under 3 s, the dashboard's trial list under 10 s.
 Run: nice -n 19 .venv/bin/python bench/readers_load.py [--trials 10000]
@@ -138,6 +139,23 @@ def time_rank(url: str) -> float:
     return time.monotonic() - started
 
 
+def time_reads(url: str, study_id: int) -> tuple[float, float]:
+    """CPU seconds for every trial of the study through Optuna's ORM, and through the dashboard's bulk reads.
+
+    Side by side in one process; the two must give the same trials.
+    """
+    figures, read = [], []
+    for bulk in (False, True):
+        storage = open_storage(url, bulk_reads=bulk)
+        started = time.process_time()
+        read.append(storage.get_all_trials(study_id, deepcopy=False))
+        figures.append(time.process_time() - started)
+        storage.engine.dispose()
+    if read[0] != read[1]:
+        raise SystemExit("the bulk reads differ from Optuna's")
+    return figures[0], figures[1]
+
+
 def time_dashboard(url: str, study_id: int, folder: Path) -> tuple[float, float]:
     """Seconds for the study's API answer, and for the trial list in Chromium, on a fresh dashboard each."""
     from selenium import webdriver
@@ -205,6 +223,8 @@ def main() -> None:
         study_id = build(url, args.trials)
         print(f"built {args.trials} trials in {time.monotonic() - started:.0f} s")
         print(f"search rank: {time_rank(url):.1f} s (target < 3 s)")
+        orm, bulk = time_reads(url, study_id)
+        print(f"every trial, CPU: Optuna's ORM {orm:.1f} s, bulk reads {bulk:.1f} s ({orm / bulk:.1f}x)")
         api, browser = time_dashboard(url, study_id, folder)
         print(f"dashboard: study API {api:.1f} s; trial list in Chromium {browser:.1f} s (target < 10 s)")
 

@@ -26,7 +26,7 @@ def serve(storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
     # Imported here, not at the top: it takes seconds, and the command line reads this module's defaults.
     import optuna_dashboard
 
-    storage = open_storage(storage_url, must_exist=True)
+    storage = open_storage(storage_url, must_exist=True, bulk_reads=True)
     print(f"optuna-dashboard on {dashboard_url(host, port)} (Ctrl-C stops it)", flush=True)
     try:
         optuna_dashboard.run_server(storage, host=host, port=port)

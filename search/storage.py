@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.errors import UserError
-from search.optuna_internals import engine_of
+from search.optuna_internals import BulkReadStorage, engine_of
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 # A live worker writes a heartbeat this often; a RUNNING trial whose last heartbeat is older
@@ -30,11 +30,16 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def open_storage(
-    url: str = DEFAULT_STORAGE, *, heartbeat: int = HEARTBEAT_SECONDS, must_exist: bool = False
+    url: str = DEFAULT_STORAGE,
+    *,
+    heartbeat: int = HEARTBEAT_SECONDS,
+    must_exist: bool = False,
+    bulk_reads: bool = False,
 ) -> RDBStorage:
     """An Optuna RDB storage for `url` (SQLite file or PostgreSQL), or a UserError saying why not.
 
     `must_exist`: for readers; a SQLite file that is not there is an error, not a new database.
+    `bulk_reads`: for the dashboard, which reads whole studies (`optuna_internals.BulkReadStorage`).
 
     Heartbeats are on, so a trial of a killed worker does not stay RUNNING forever: once its last
     heartbeat is `GRACE_HEARTBEATS * heartbeat` seconds old, the next worker that looks fails it
@@ -53,7 +58,7 @@ def open_storage(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            storage = RDBStorage(
+            storage = (BulkReadStorage if bulk_reads else RDBStorage)(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat,

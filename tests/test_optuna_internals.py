@@ -102,3 +102,27 @@ def test_a_trial_s_heartbeat_is_written_while_the_block_runs(tmp_path):
         while not beaten():
             assert time.monotonic() < deadline, "no heartbeat written"
             time.sleep(0.1)
+
+
+def test_bulk_reads_give_the_trials_optunas_orm_gives(tmp_path):
+    study = _study(tmp_path)
+    # Every kind of row: categorical and int params, intermediate values (one infinite), system attrs.
+    trial = study.ask(
+        {
+            "units": optuna.distributions.CategoricalDistribution([8, 16]),
+            "n": optuna.distributions.IntDistribution(1, 4),
+        }
+    )
+    trial.report(0.25, step=1)
+    trial.report(-math.inf, step=2)
+    study._storage.set_trial_system_attr(trial._trial_id, "fixed_params", {"units": 16})
+    study.tell(trial, 0.75)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    bulk = open_storage(url, bulk_reads=True)
+    assert isinstance(bulk, optuna_internals.BulkReadStorage)
+    study_id = bulk.get_study_id_from_name("i")
+    expected = open_storage(url).get_all_trials(study_id, deepcopy=False)
+    assert bulk.get_all_trials(study_id, deepcopy=False) == expected
+    assert [t.number for t in expected] == list(range(6))
+    with pytest.raises(KeyError):
+        bulk.get_all_trials(study_id + 1)
