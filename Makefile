@@ -66,8 +66,10 @@ compare: setup
 	$(SEARCH) report --compare $(call opt,STORAGE,storage)
 
 # One pytest worker per core (three measured slower: 15.3 against about 12 minutes), each taking whole
-# test files so module fixtures are built once; MNIST is fetched first, so the workers never race to.
-test: setup lint data
+# test files so module fixtures are built once. The tests keep their data cache in data/ (tests/conftest.py),
+# not in the user's: MNIST is fetched there first, so the workers never race to.
+test: setup lint
+	SEARCH_DATA_DIR=data $(SEARCH) data
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup

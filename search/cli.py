@@ -13,12 +13,11 @@ from search.errors import UserError
 
 
 def _data(args: argparse.Namespace) -> None:
-    from search.data import fetch, load_mnist
+    from search.data import load_mnist
 
-    path = fetch(args.data_dir)
     mnist = load_mnist(args.data_dir)
     print(
-        f"{path}: verified; train {len(mnist.y_train)}, validation {len(mnist.y_val)}, "
+        f"{mnist.source}: verified; train {len(mnist.y_train)}, validation {len(mnist.y_val)}, "
         f"test {len(mnist.y_test)} images (dataset {mnist.checksum})"
     )
 
@@ -319,13 +318,13 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from search.data import DATA_DIR
-
     parser = _OneLineParser(prog="search", description="Hyperparameter search for Keras MLPs on MNIST.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
 
-    data = commands.add_parser("data", help="fetch and verify MNIST into data/mnist.npz")
-    data.add_argument("--data-dir", type=_path, default=DATA_DIR, help="cache folder (default: %(default)s)")
+    data = commands.add_parser("data", help="fetch and verify MNIST into the data cache")
+    data.add_argument(
+        "--data-dir", type=_path, help="cache folder (default: $SEARCH_DATA_DIR, else the user cache: docs/data.md)"
+    )
     data.set_defaults(handler=_data)
 
     commands.add_parser("spaces", help="list the search spaces and their parameters").set_defaults(handler=_spaces)

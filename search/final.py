@@ -15,7 +15,7 @@ from typing import Any
 
 from search._keras import keras
 from search.config import OBJECTIVES, ConfigFile, TrialConfig, read_yaml
-from search.data import Mnist, load_mnist
+from search.data import Dataset, load_mnist
 from search.errors import UserError
 from search.spec import library_versions
 from search.train import TrialResult, train
@@ -37,7 +37,7 @@ def retrain(
     out_dir: Path | None = None,
     subset_size: int = 0,
     epochs: int = 0,
-    data: Mnist | None = None,
+    data: Dataset | None = None,
 ) -> dict[str, Any]:
     """Train the config in `config_path`, save it, evaluate the saved file once on the test set.
 
@@ -74,7 +74,7 @@ def retrain(
     return scores
 
 
-def evaluate_saved(model_path: Path, data: Mnist) -> dict[str, dict[str, float]]:
+def evaluate_saved(model_path: Path, data: Dataset) -> dict[str, dict[str, float]]:
     """Loss and accuracy of the saved model file on the validation and the test images.
 
     The file is loaded back (safe mode: no code from the file runs), so the numbers are what
@@ -147,7 +147,7 @@ def _scores(
     model_path: Path,
     full_train: bool,
     subset_size: int,
-    data: Mnist,
+    data: Dataset,
 ) -> dict[str, Any]:
     epochs = (exported.config.epochs, config.epochs)
     n_images = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from search.config import TrialConfig
-from search.data import Mnist
+from search.data import Dataset
 from search.model import RandomAffine, build_model
 from search.train import STEPS_PER_EXECUTION, train
 
@@ -39,7 +39,7 @@ def _moments(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 @pytest.fixture(scope="module")
-def images(mnist: Mnist) -> np.ndarray:
+def images(mnist: Dataset) -> np.ndarray:
     return mnist.x_val[:64].astype("float32") / 255.0
 
 
@@ -52,7 +52,7 @@ def test_no_augmentation_layer_when_all_three_are_zero() -> None:
         )
 
 
-def test_training_batches_change_and_inference_batches_do_not(mnist: Mnist) -> None:
+def test_training_batches_change_and_inference_batches_do_not(mnist: Dataset) -> None:
     batch = mnist.x_val[:64]
     augmented, plain = build_model(AUGMENTED), build_model(SMALL)
     plain.set_weights(augmented.get_weights())
@@ -107,7 +107,7 @@ def test_zoom_alone_scales_the_spread(images: np.ndarray) -> None:
 
 
 def test_augmented_model_compiles_with_xla_and_its_saved_copy_predicts_as_it_does(
-    tiny_mnist: Mnist, tmp_path: Path
+    tiny_mnist: Dataset, tmp_path: Path
 ) -> None:
     model = build_model(AUGMENTED)
     with warnings.catch_warnings(record=True) as caught:
@@ -147,7 +147,7 @@ def _kernel_column_norms(path: Path) -> list[np.ndarray]:
     return [np.linalg.norm(layer.get_weights()[0], axis=0) for layer in hidden]
 
 
-def test_max_norm_holds_after_training(tiny_mnist: Mnist, tmp_path: Path) -> None:
+def test_max_norm_holds_after_training(tiny_mnist: Dataset, tmp_path: Path) -> None:
     # A high rate drives the kernels far beyond norm 1 unless the constraint holds them.
     loud = SMALL.replace(learning_rate=0.05, epochs=2)
     train(loud.replace(max_norm=1.0), tiny_mnist, save_model=tmp_path / "capped.keras")
