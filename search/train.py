@@ -91,7 +91,7 @@ def train(
     start = time.perf_counter()
     share_gpus()
     x_train, y_train = _training_arrays(data, full_train)
-    model = build_model(config)
+    model = build_model(config, data.inputs)
     model.compile(
         optimizer=_optimizer(config),
         loss="sparse_categorical_crossentropy",

@@ -11,7 +11,7 @@ import pytest
 
 from search.config import TrialConfig
 from search.data import Dataset
-from search.model import RandomAffine, build_model
+from search.model import ElasticDistortion, RandomAffine, build_model
 from search.train import STEPS_PER_EXECUTION, train
 
 SMALL = TrialConfig(hidden_units=(32, 16), epochs=1)
@@ -65,6 +65,22 @@ def test_training_batches_change_and_inference_batches_do_not(mnist: Dataset) ->
     first, second = _numpy(augmented(batch, training=True)), _numpy(augmented(batch, training=True))
     assert np.abs(first - inference).max() > 1e-3
     assert np.abs(first - second).max() > 1e-3, "every training call must draw new transformations"
+
+
+@pytest.mark.parametrize("layer", [RandomAffine, ElasticDistortion])
+def test_colour_channels_move_together_as_a_grey_image_would(images: np.ndarray, layer: type) -> None:
+    grey = images[:8]
+    colour = np.stack([grey, grey * 0.5, 1.0 - grey], axis=-1)  # (8, 28, 28, 3)
+    settings = (0.1, 15.0, 0.1) if layer is RandomAffine else (16.0, 4.0)
+    moved_grey = _numpy(layer(*settings, seed=5)(grey, training=True))  # two layers, the same draws
+    moved = _numpy(layer(*settings, seed=5)(colour, training=True))
+    assert moved.shape == colour.shape
+    assert not np.allclose(moved_grey, grey, atol=1e-3)
+    np.testing.assert_allclose(moved[..., 0], moved_grey, atol=1e-5)
+    np.testing.assert_allclose(moved[..., 1], moved_grey * 0.5, atol=1e-5)
+    # Bilinear reads of 1 - x are 1 - the reads of x inside the image; outside it both read 0.
+    inside = _numpy(layer(*settings, seed=5)(np.ones_like(grey), training=True))
+    np.testing.assert_allclose(moved[..., 2], inside - moved_grey, atol=1e-5)
 
 
 def test_translate_alone_shifts_each_image(images: np.ndarray) -> None:

