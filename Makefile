@@ -17,6 +17,7 @@ STUDY     ?=
 STORAGE   ?=
 SEED      ?=
 WORKERS   ?=
+DATASET   ?=
 OUT       ?= best.yaml
 CONFIG    ?= best.yaml
 HOST      ?= 127.0.0.1
@@ -25,7 +26,8 @@ PORT      ?= 8080
 opt = $(if $($(1)),--$(2) $($(1)))
 RUN_FLAGS = --space $(SPACE) $(call opt,BACKEND,backend) $(call opt,PRUNER,pruner) $(call opt,TRIALS,trials) \
 	$(call opt,EPOCHS,epochs) $(call opt,TIMEOUT,timeout) $(call opt,OBJECTIVE,objective) \
-	$(call opt,STUDY,study) $(call opt,STORAGE,storage) $(call opt,SEED,seed) $(call opt,WORKERS,workers)
+	$(call opt,STUDY,study) $(call opt,STORAGE,storage) $(call opt,SEED,seed) $(call opt,WORKERS,workers) \
+	$(call opt,DATASET,dataset)
 
 .PHONY: setup data search worker rank dashboard export train report compare test lint format bench clean
 
@@ -39,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 data: setup
-	$(SEARCH) data
+	$(SEARCH) data $(call opt,DATASET,dataset)
 
 search: setup
 	$(SEARCH) run $(RUN_FLAGS)
@@ -57,17 +59,19 @@ export: setup
 	$(SEARCH) export $(call opt,STUDY,study) $(call opt,STORAGE,storage) --out $(OUT)
 
 train: setup
-	$(SEARCH) train $(CONFIG) $(call opt,EPOCHS,epochs)
+	$(SEARCH) train $(CONFIG) $(call opt,EPOCHS,epochs) $(call opt,DATASET,dataset)
 
 report: setup
 	$(SEARCH) report $(call opt,STUDY,study) $(call opt,STORAGE,storage)
 
 compare: setup
-	$(SEARCH) report --compare $(call opt,STORAGE,storage)
+	$(SEARCH) report --compare $(call opt,STORAGE,storage) $(call opt,DATASET,dataset)
 
 # One pytest worker per core (three measured slower: 15.3 against about 12 minutes), each taking whole
-# test files so module fixtures are built once; MNIST is fetched first, so the workers never race to.
-test: setup lint data
+# test files so module fixtures are built once. The tests keep their data cache in data/ (tests/conftest.py),
+# not in the user's: MNIST is fetched there first, so the workers never race to.
+test: setup lint
+	SEARCH_DATA_DIR=data $(SEARCH) data
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup

@@ -28,7 +28,7 @@ import optuna
 
 from search._keras import keras
 from search.config import TrialConfig
-from search.data import Mnist, load_mnist
+from search.data import Dataset, load_mnist
 from search.model import build_model
 from search.objective import Objective
 from search.progress import Progress
@@ -69,7 +69,7 @@ class _EpochTimer(keras.callbacks.Callback):
         self.cpu.append(time.process_time() - self.start[1])
 
 
-def time_epochs(data: Mnist, epochs: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+def time_epochs(data: Dataset, epochs: int, rounds: int) -> dict[str, dict[str, list[float]]]:
     """Wall and CPU seconds per epoch (train + validation) of the reference model, for each of `ARMS`."""
     arms = {name: TrialConfig(epochs=epochs, **changes) for name, changes in ARMS.items()}
     seconds: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in arms}
@@ -103,7 +103,7 @@ def print_timing(seconds: dict[str, dict[str, list[float]]]) -> None:
             print(f"{clock} s/epoch {label}: plain {plain:.2f}, {arms} ({len(seconds['plain'][clock])} epochs each)")
 
 
-def time_layer(data: Mnist, name: str, steps: int = 50, repeats: int = 20) -> None:
+def time_layer(data: Dataset, name: str, steps: int = 50, repeats: int = 20) -> None:
     """CPU milliseconds of augmentation layer `name` alone per batch of 100, inside one XLA-compiled loop."""
     import tensorflow as tf  # here, after search._keras has imported it with its start-up notices hidden
 
@@ -131,7 +131,7 @@ def without_augmentation(trial: Any, base: TrialConfig) -> TrialConfig:
     return full.suggest(trial, base).replace(**{name: 0.0 for name in AUGMENT_FIELDS})
 
 
-def run_arm(data: Mnist, url: str, name: str, args: argparse.Namespace, augment: bool) -> optuna.Study:
+def run_arm(data: Dataset, url: str, name: str, args: argparse.Namespace, augment: bool) -> optuna.Study:
     spec = StudySpec(
         space="full", backend="random", pruner="none", epochs=args.epochs, subset=args.subset, baseline=False
     )

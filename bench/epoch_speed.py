@@ -19,7 +19,7 @@ import numpy as np
 from search import train as trainer
 from search._keras import keras
 from search.config import TrialConfig
-from search.data import Mnist, load_mnist
+from search.data import Dataset, load_mnist
 
 # Variants of the project's trainer: (XLA, steps per execution). The first is what train() uses.
 VARIANTS = {
@@ -42,7 +42,7 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def reference_script(data: Mnist, epochs: int) -> list[float]:
+def reference_script(data: Dataset, epochs: int) -> list[float]:
     """The note's way: float64 /255 arrays, one-hot labels, tf.data shuffle/batch/repeat, default compile."""
     import tensorflow as tf
 
@@ -72,7 +72,7 @@ def reference_script(data: Mnist, epochs: int) -> list[float]:
     return timer.seconds[1:]
 
 
-def project_trainer(data: Mnist, epochs: int, settings: tuple[bool, int]) -> list[float]:
+def project_trainer(data: Dataset, epochs: int, settings: tuple[bool, int]) -> list[float]:
     """search.train.train on the reference config, with the trainer's settings patched for variants."""
     saved = trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION
     trainer.JIT_COMPILE, trainer.STEPS_PER_EXECUTION = settings

@@ -13,13 +13,14 @@ from search.errors import UserError
 
 
 def _data(args: argparse.Namespace) -> None:
-    from search.data import fetch, load_mnist
+    from search.data import load_dataset
 
-    path = fetch(args.data_dir)
-    mnist = load_mnist(args.data_dir)
+    data = load_dataset(args.dataset, args.data_dir)
+    shape = "x".join(str(n) for n in data.inputs.shape)
     print(
-        f"{path}: verified; train {len(mnist.y_train)}, validation {len(mnist.y_val)}, "
-        f"test {len(mnist.y_test)} images (dataset {mnist.checksum})"
+        f"{data.source}: verified; train {len(data.y_train)}, validation {len(data.y_val)}, "
+        f"test {len(data.y_test)} {data.examples} of {shape}, {data.n_classes} classes "
+        f"({data.name}, dataset {data.checksum})"
     )
 
 
@@ -51,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         epochs=args.epochs,
         subset=args.subset,
+        dataset=args.dataset,
         seed=args.seed,
         baseline=args.baseline,
         prior=args.prior,
@@ -100,7 +102,12 @@ def _train(args: argparse.Namespace) -> None:
     from search.final import report_lines, retrain
 
     scores = retrain(
-        args.config, full_train=args.full_train, out_dir=args.out_dir, subset_size=args.subset, epochs=args.epochs or 0
+        args.config,
+        full_train=args.full_train,
+        out_dir=args.out_dir,
+        subset_size=args.subset,
+        epochs=args.epochs or 0,
+        dataset=args.dataset,
     )
     print("\n".join(report_lines(scores)))
 
@@ -112,10 +119,14 @@ def _dashboard(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
+    from search.spec import DEFAULT_DATASET
+
+    if args.dataset and not args.compare:
+        raise UserError("--dataset picks the studies --compare compares; a --study report needs none")
     if args.compare:
         from search.report.compare import write_comparison
 
-        table, page = write_comparison(args.storage, args.out)
+        table, page = write_comparison(args.storage, args.dataset or DEFAULT_DATASET, args.out)
         print(table)
         print(f"wrote {page} and {page.with_suffix('.png')}", file=sys.stderr)
         return
@@ -164,7 +175,14 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 def _add_run(commands: argparse._SubParsersAction) -> None:
     from search.backends import BACKENDS, PRUNERS
     from search.config import OBJECTIVES
-    from search.spec import DEFAULT_BACKEND, DEFAULT_OBJECTIVE, DEFAULT_PRUNER, DEFAULT_SPACE, STUDY_EPOCHS
+    from search.spec import (
+        DEFAULT_BACKEND,
+        DEFAULT_DATASET,
+        DEFAULT_OBJECTIVE,
+        DEFAULT_PRUNER,
+        DEFAULT_SPACE,
+        STUDY_EPOCHS,
+    )
     from search.storage import GRACE_HEARTBEATS, HEARTBEAT_SECONDS
     from spaces import SPACES
 
@@ -205,8 +223,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         "--subset",
         type=_count,
         default=0,
-        help="train on the first N of the 50,000 training images, for quick looks; 0 = all (default)",
+        help="train on the first N training examples (MNIST has 50,000), for quick looks; 0 = all (default)",
     )
+    _add_dataset(run, "what the study trains on (default: %(default)s)", default=DEFAULT_DATASET)
     run.add_argument(
         "--no-baseline",
         dest="baseline",
@@ -265,6 +284,8 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
+    from search.spec import DEFAULT_DATASET
+
     train = commands.add_parser(
         "train", help="retrain a YAML config, save CONFIG-stem.keras, evaluate it once on the test set"
     )
@@ -287,6 +308,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="train this many epochs instead of the config's (a cosine schedule stretches to them); "
         "the output and scores say so (default: the config's)",
     )
+    _add_dataset(
+        train,
+        "train and test on it; it must be what the config's trial trained on "
+        f"(default: what its provenance names, else {DEFAULT_DATASET})",
+        default=None,
+    )
     train.set_defaults(handler=_train)
 
 
@@ -304,6 +331,7 @@ def _add_dashboard(commands: argparse._SubParsersAction) -> None:
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
     from search.report import COMPARE_DIR, REPORTS_DIR
+    from search.spec import DEFAULT_DATASET
 
     report = commands.add_parser("report", help="HTML page and PNG plots of a study, or --compare the spaces")
     what = report.add_mutually_exclusive_group()
@@ -311,6 +339,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--compare", action="store_true", help="compare the best study of each space against its baseline trial"
     )
+    _add_dataset(report, f"with --compare, the studies of this data (default: {DEFAULT_DATASET})", default=None)
     report.add_argument(
         "--out", type=_path, help=f"folder to write into (default: {REPORTS_DIR}/STUDY, or {COMPARE_DIR})"
     )
@@ -318,14 +347,24 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=_report)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from search.data import DATA_DIR
+def _add_dataset(parser: argparse.ArgumentParser, what: str, *, default: str | None) -> None:
+    """`--dataset`, checked and spelled one way (search.data.dataset_name) as it is parsed; `what` says its use."""
+    from search.data import KINDS
 
-    parser = _OneLineParser(prog="search", description="Hyperparameter search for Keras MLPs on MNIST.")
+    parser.add_argument("--dataset", type=_dataset, default=default, help=f"{KINDS}: {what}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from search.spec import DEFAULT_DATASET
+
+    parser = _OneLineParser(prog="search", description="Hyperparameter search for Keras MLPs on MNIST and more.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser)
 
-    data = commands.add_parser("data", help="fetch and verify MNIST into data/mnist.npz")
-    data.add_argument("--data-dir", type=_path, default=DATA_DIR, help="cache folder (default: %(default)s)")
+    data = commands.add_parser("data", help="fetch and verify a dataset into the data cache, or check an .npz file")
+    _add_dataset(data, "the data to fetch or check (default: %(default)s)", default=DEFAULT_DATASET)
+    data.add_argument(
+        "--data-dir", type=_path, help="cache folder (default: $SEARCH_DATA_DIR, else the user cache: docs/data.md)"
+    )
     data.set_defaults(handler=_data)
 
     commands.add_parser("spaces", help="list the search spaces and their parameters").set_defaults(handler=_spaces)
@@ -348,6 +387,15 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def _path(text: str) -> Path:
     return Path(text)
+
+
+def _dataset(text: str) -> str:
+    from search.data import dataset_name
+
+    try:
+        return dataset_name(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:

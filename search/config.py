@@ -19,6 +19,8 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw", "nadam")
 LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
 # The validation metrics a study can optimize, and which way is better.
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
+# The keys that turn augmentation on (augment_elastic_sigma only shapes it): it moves pixels, so images only.
+AUGMENTATION = ("augment_translate", "augment_rotate", "augment_zoom", "augment_elastic_alpha")
 TOP_LEVEL_KEYS = ("config", "provenance", "warnings")  # of a config file `search export` writes
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -124,6 +126,10 @@ class TrialConfig:
         if complete and missing:
             raise UserError(f"config key '{missing[0]}' is missing; a complete config lists every key")
         return cls(**values)
+
+    def augmentation(self) -> list[str]:
+        """The augmentation keys this config turns on (none: its model sees every image as it is)."""
+        return [key for key in AUGMENTATION if getattr(self, key)]
 
     def replace(self, **changes: Any) -> TrialConfig:
         """A copy with some fields changed, validated like any other config."""

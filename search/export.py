@@ -15,10 +15,12 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 
 from search.config import ConfigFile, TrialConfig, read_yaml
+from search.data import title
 from search.errors import UserError
 from search.optuna_internals import state_counts, stored_trial
 from search.rank import load_studies
 from search.record import TrialRecord
+from search.spec import DEFAULT_DATASET, identity
 
 __all__ = ["Exported", "boundary_warnings", "export_trial", "read_yaml", "write_yaml"]  # read_yaml: config.py's
 
@@ -112,7 +114,8 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "best_epoch": record.best_epoch,
         "param_count": record.param_count,
         "subset": attrs.get("subset"),
-        "dataset": record.dataset,
+        "dataset": identity(attrs)["dataset"],  # its name (search train loads it) ...
+        "dataset_checksum": record.dataset,  # ... and the contents the trial trained on (search train checks them)
         "versions": record.versions,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": attrs.get("command"),
@@ -175,7 +178,7 @@ def _header(provenance: dict[str, Any], name: str) -> list[str]:
         else "a hand-made config"
     )
     lines = [
-        f"# An MLP-on-MNIST config exported by mlp-search: {origin}.",
+        f"# An MLP-on-{title(provenance.get('dataset') or DEFAULT_DATASET)} config exported by mlp-search: {origin}.",
         "# `config` is complete (every key of docs/config.md): enough to rebuild the model and its",
         "# training in plain Keras. `provenance` says where it came from; `warnings` what to check.",
         f"# Retrain it and evaluate once on the test set: make train CONFIG={name}",

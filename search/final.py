@@ -15,9 +15,9 @@ from typing import Any
 
 from search._keras import keras
 from search.config import OBJECTIVES, ConfigFile, TrialConfig, read_yaml
-from search.data import Mnist, load_mnist
+from search.data import Dataset, load_dataset
 from search.errors import UserError
-from search.spec import library_versions
+from search.spec import DEFAULT_DATASET, IMPLIED, library_versions
 from search.train import TrialResult, train
 
 # Evaluation batch: large for speed; the metrics do not depend on it beyond float rounding.
@@ -37,7 +37,8 @@ def retrain(
     out_dir: Path | None = None,
     subset_size: int = 0,
     epochs: int = 0,
-    data: Mnist | None = None,
+    dataset: str | None = None,
+    data: Dataset | None = None,
 ) -> dict[str, Any]:
     """Train the config in `config_path`, save it, evaluate the saved file once on the test set.
 
@@ -46,7 +47,9 @@ def retrain(
         out_dir: folder for the model and scores (default: the config file's folder).
         subset_size: train on the first N training images only (quick looks); 0 = all 50,000.
         epochs: train this many epochs instead of the config's (its schedule stretched to them); 0 = the config's.
-        data: the MNIST split to use (default: `load_mnist()`).
+        dataset: the data to train and test on, as `--dataset` names it (default: the one the file's
+            provenance names, else MNIST); it must be the data the file's trial trained on.
+        data: the split itself, already loaded (tests); `dataset` is then not read.
 
     Returns:
         The scores, also written as JSON next to the model.
@@ -55,18 +58,17 @@ def retrain(
     config = exported.config.replace(epochs=epochs) if epochs else exported.config
     model_path, scores_path = output_paths(config_path, out_dir)
     _check_writable(model_path.parent)
-    mnist = data if data is not None else load_mnist()
-    if not 0 <= subset_size <= len(mnist.y_train):
-        raise UserError(f"--subset must be 0 (all) to {len(mnist.y_train)}, got {subset_size}")
-    result = train(config, mnist.subset(subset_size), [_EpochLine()], save_model=model_path, full_train=full_train)
+    data = data if data is not None else _load(exported.provenance, dataset, config_path)
+    _check_fits(config, data, config_path, subset_size)
+    result = train(config, data.subset(subset_size), [_EpochLine()], save_model=model_path, full_train=full_train)
     if result.diverged:
         model_path.unlink(missing_ok=True)
         raise UserError(
             f"training diverged: the loss became NaN at epoch {result.epochs_run}; "
             f"lower learning_rate in {config_path} (or export another trial)"
         )
-    measured = evaluate_saved(model_path, mnist)
-    scores = _scores(exported, config, result, measured, config_path, model_path, full_train, subset_size, mnist)
+    measured = evaluate_saved(model_path, data)
+    scores = _scores(exported, config, result, measured, config_path, model_path, full_train, subset_size, data)
     try:
         scores_path.write_text(json.dumps(scores, indent=2) + "\n")
     except OSError as error:
@@ -74,7 +76,7 @@ def retrain(
     return scores
 
 
-def evaluate_saved(model_path: Path, data: Mnist) -> dict[str, dict[str, float]]:
+def evaluate_saved(model_path: Path, data: Dataset) -> dict[str, dict[str, float]]:
     """Loss and accuracy of the saved model file on the validation and the test images.
 
     The file is loaded back (safe mode: no code from the file runs), so the numbers are what
@@ -91,6 +93,45 @@ def evaluate_saved(model_path: Path, data: Mnist) -> dict[str, dict[str, float]]
         keras.backend.clear_session(free_memory=True)
 
 
+def _load(provenance: dict[str, Any], dataset: str | None, config_path: Path) -> Dataset:
+    """The data to retrain on: `dataset`, else the one the file's provenance names, else MNIST; the data
+    the file's trial trained on, as its recorded checksum says, or a UserError."""
+    name, checksum = _trained_on(provenance)
+    data = load_dataset(dataset or name or DEFAULT_DATASET)
+    if checksum and data.checksum != checksum:
+        fix = (
+            "leave out --dataset to train on it" if dataset else "restore that data, or say where it is with --dataset"
+        )
+        raise UserError(
+            f"{config_path}'s trial trained on {name} (dataset {checksum}), not on {data.name} "
+            f"(dataset {data.checksum}); {fix}"
+        )
+    return data
+
+
+def _trained_on(provenance: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The name and checksum of the data an exported file's trial trained on; (None, None) for a hand-made file.
+
+    Files exported before datasets had names hold only the checksum, under `dataset`: they were all MNIST.
+    """
+    if "dataset_checksum" in provenance:
+        return provenance.get("dataset"), provenance["dataset_checksum"]
+    if "dataset" in provenance:
+        return IMPLIED["dataset"], provenance["dataset"]
+    return None, None
+
+
+def _check_fits(config: TrialConfig, data: Dataset, config_path: Path, subset_size: int) -> None:
+    """Refuses, before any training, a --subset larger than the data and augmentation of features."""
+    if not 0 <= subset_size <= len(data.y_train):
+        raise UserError(f"--subset must be 0 (all) to {len(data.y_train)}, got {subset_size}")
+    if config.augmentation() and not data.images:
+        raise UserError(
+            f"{config_path} augments images ({', '.join(config.augmentation())}), but {data.name} holds features, "
+            "not images; set those keys to 0"
+        )
+
+
 def report_lines(scores: dict[str, Any]) -> list[str]:
     """What `search train` prints: what was trained, validation vs the trial's record, the test score."""
     val, test, recorded = scores["validation"], scores["test"], scores["recorded"]
@@ -105,7 +146,7 @@ def report_lines(scores: dict[str, Any]) -> list[str]:
         line += f"; trial {recorded['trial']} recorded {recorded['objective']} {recorded['value']:.4f}"
         line += f" (difference {recorded['difference']:+.4f})" if recorded["comparable"] else f" ({recorded['note']})"
     lines.append(line)
-    lines.append(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}): the search never saw these images")
+    lines.append(f"test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}): the search never saw the test set")
     if scores["epochs"] != scores["config_epochs"]:
         lines.append(
             f"--epochs {scores['epochs']}: the config (the trial) says {scores['config_epochs']} epochs; "
@@ -147,16 +188,16 @@ def _scores(
     model_path: Path,
     full_train: bool,
     subset_size: int,
-    data: Mnist,
+    data: Dataset,
 ) -> dict[str, Any]:
     epochs = (exported.config.epochs, config.epochs)
-    n_images = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)
-    split = "training + validation images" if full_train else "training images"
+    n_examples = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)
+    split = f"training + validation {data.examples}" if full_train else f"training {data.examples}"
     return {
         "config_file": str(config_path),
         "model": str(model_path),
         "scores": str(output_paths(config_path, model_path.parent)[1]),
-        "trained_on": f"{n_images:,} {split}",
+        "trained_on": f"{n_examples:,} {split}",
         "full_train": full_train,
         "subset": subset_size,
         **measured,
@@ -168,7 +209,8 @@ def _scores(
         "param_count": result.params,
         "seconds": round(result.seconds, 2),
         "history": result.history,
-        "dataset": data.checksum,
+        "dataset": data.name,
+        "dataset_checksum": data.checksum,
         "versions": library_versions(),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),

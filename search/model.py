@@ -1,4 +1,4 @@
-"""The layers: `build_model(config)` turns a `TrialConfig` into an uncompiled Keras model."""
+"""The layers: `build_model(config, inputs)` turns a `TrialConfig` into an uncompiled Keras model for the data."""
 
 from __future__ import annotations
 
@@ -9,33 +9,49 @@ import numpy as np
 
 from search._keras import keras, tf
 from search.config import TrialConfig
-
-IMAGE_SHAPE = (28, 28)
-N_CLASSES = 10
+from search.data import MNIST_INPUTS, Inputs
 
 
-def build_model(config: TrialConfig) -> keras.Model:
-    """The MLP a config describes; a pure function of the config (and of its seed, for the weights).
+def build_model(config: TrialConfig, inputs: Inputs = MNIST_INPUTS) -> keras.Model:
+    """The MLP a config describes for data of `inputs` (default MNIST's); a pure function of the two (and of
+    the config's seed, for the weights).
 
-    Input: raw uint8 MNIST images (28, 28), scaled to [0, 1] inside the model, so a saved model
-    takes the dataset's bytes as they are. Augmentation layers act in training only.
+    Input: the dataset's examples as they are, scaled inside the model, so a saved model takes the
+    dataset's bytes as they are: uint8 images (H, W) or (H, W, C) by 1/255, then augmented (in
+    training only), then flattened; float features flattened, then normalized by a `Normalization`
+    layer holding each feature's mean and variance over the training split (`inputs.mean`, `.variance`).
     Per hidden layer: [Dropout] -> Dense -> [BatchNorm] -> activation -> [BatchNorm], where the
     Dropout is `input_dropout` before the first Dense and `dropout` before the others, and the
     BatchNorm sits on the side of the activation that `config.batchnorm` names.
-    Output: Dense(10) with softmax.
+    Output: Dense(inputs.n_classes) with softmax.
+
+    Raises:
+        ValueError: the config augments and the inputs are features (the driver refuses that first).
     """
+    if not inputs.images and config.augmentation():
+        raise ValueError(f"augmentation ({', '.join(config.augmentation())}) needs images, not features")
     keras.utils.set_random_seed(config.seed)
-    inputs = keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="image")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(inputs)
-    x = _augmentation(config, x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    first, x = _input_layers(config, inputs)
     for i, units in enumerate(config.hidden_units, start=1):
         rate = config.input_dropout if i == 1 else config.dropout
         if rate > 0:
             x = FastDropout(rate, name=f"dropout_{i}")(x)
         x = _hidden_layer(config, x, i, units)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", kernel_regularizer=_l2(config), name="softmax")(x)
-    return keras.Model(inputs, outputs, name="mlp")
+    outputs = keras.layers.Dense(
+        inputs.n_classes, activation="softmax", kernel_regularizer=_l2(config), name="softmax"
+    )(x)
+    return keras.Model(first, outputs, name="mlp")
+
+
+def _input_layers(config: TrialConfig, inputs: Inputs) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The model's input, and the flat scaled tensor (images: augmented in training) the hidden layers take."""
+    if inputs.images:
+        first = keras.Input(shape=inputs.shape, dtype="uint8", name="image")
+        x = keras.layers.Rescaling(1.0 / 255.0, name="scale")(first)
+        return first, keras.layers.Flatten(name="flatten")(_augmentation(config, x))
+    first = keras.Input(shape=inputs.shape, dtype="float32", name="features")
+    x = keras.layers.Flatten(name="flatten")(first)
+    return first, keras.layers.Normalization(mean=inputs.mean, variance=inputs.variance, name="normalize")(x)
 
 
 def _hidden_layer(config: TrialConfig, x: keras.KerasTensor, i: int, units: int) -> keras.KerasTensor:
@@ -71,7 +87,7 @@ def _augmentation(config: TrialConfig, x: keras.KerasTensor) -> keras.KerasTenso
 
 @keras.saving.register_keras_serializable(package="search")
 class RandomAffine(keras.layers.Layer):
-    """Shifts, rotates and zooms each image of a (batch, height, width) batch by its own random amount.
+    """Shifts, rotates and zooms each image of a (batch, height, width[, channels]) batch by its own random amount.
 
     Keras's RandomTranslation/RandomRotation/RandomZoom are not XLA-compatible, and one of them
     turns XLA off for the whole model, which makes every epoch about twice as slow on CPU; this
@@ -110,8 +126,7 @@ class RandomAffine(keras.layers.Layer):
         cos, sin = keras.ops.cos(angle) / scale, keras.ops.sin(angle) / scale
         source_y = cos * dy - sin * dx + centre_y
         source_x = sin * dy + cos * dx + centre_x
-        flat = keras.ops.reshape(images, (-1, height * width))
-        return keras.ops.reshape(_bilinear(flat, source_y, source_x, height, width), keras.ops.shape(images))
+        return _resample(images, source_y, source_x)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
@@ -128,7 +143,7 @@ class RandomAffine(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="search")
 class ElasticDistortion(keras.layers.Layer):
-    """Elastic distortion of each image of a (batch, height, width) batch (Simard et al. 2003).
+    """Elastic distortion of each image of a (batch, height, width[, channels]) batch (Simard et al. 2003).
 
     Per image, a displacement field: every pixel's (dy, dx) drawn uniform in [-1, 1], smoothed by
     a Gaussian of width `sigma` pixels (normalized, cut at 3 sigma, zeros outside the image),
@@ -168,8 +183,7 @@ class ElasticDistortion(keras.layers.Layer):
         grid_y, grid_x = tf.meshgrid(tf.range(height, dtype="float32"), tf.range(width, dtype="float32"), indexing="ij")
         source_y = tf.reshape(grid_y + field[..., 0], (-1, height * width))
         source_x = tf.reshape(grid_x + field[..., 1], (-1, height * width))
-        flat = tf.reshape(images, (-1, height * width))
-        return tf.reshape(_bilinear(flat, source_y, source_x, height, width), tf.shape(images))
+        return _resample(images, source_y, source_x)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
@@ -205,6 +219,24 @@ class FastDropout(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+def _resample(images: Any, source_y: Any, source_x: Any) -> Any:
+    """Each image of a (batch, height, width[, channels]) batch read at its own fractional source positions.
+
+    `source_y`, `source_x`: (batch, height*width), one row per image; every channel of an image is
+    read at the same positions, so its colours move together.
+    """
+    height, width = images.shape[1], images.shape[2]
+    if len(images.shape) == 3:
+        flat = keras.ops.reshape(images, (-1, height * width))
+        return keras.ops.reshape(_bilinear(flat, source_y, source_x, height, width), keras.ops.shape(images))
+    channels = images.shape[3]
+    # One row per channel of each image, in image order; each image's positions repeated for its channels.
+    rows = keras.ops.reshape(keras.ops.transpose(images, (0, 3, 1, 2)), (-1, height * width))
+    source_y, source_x = (keras.ops.repeat(source, channels, axis=0) for source in (source_y, source_x))
+    moved = keras.ops.reshape(_bilinear(rows, source_y, source_x, height, width), (-1, channels, height, width))
+    return keras.ops.transpose(moved, (0, 2, 3, 1))
 
 
 def _bilinear(flat: Any, source_y: Any, source_x: Any, height: int, width: int) -> Any:

@@ -9,7 +9,7 @@ import socket
 import optuna
 
 from search._keras import keras, runtime_started
-from search.data import Mnist
+from search.data import Dataset
 from search.progress import Progress
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.spec import StudySpec, library_versions
@@ -25,7 +25,7 @@ class TrainingDiverged(TrialFailed):
 class Objective:
     """One trial: the space picks a config, the trainer fits it, the trial records what happened."""
 
-    def __init__(self, spec: StudySpec, data: Mnist, n_trials: int, progress: Progress) -> None:
+    def __init__(self, spec: StudySpec, data: Dataset, n_trials: int, progress: Progress) -> None:
         self.spec, self.n_trials, self.progress = spec, n_trials, progress
         self.data = data.subset(spec.subset)
         self.space = get_space(spec.space)

@@ -8,6 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from search.config import OBJECTIVES, TrialConfig
+from search.data import MNIST
 
 # A study's epoch cap, and so every trial's `epochs` (a cosine schedule spans it): long enough
 # for augmentation to pay off (Simard et al. trained for hundreds), affordable because the pruner
@@ -17,13 +18,16 @@ STUDY_EPOCHS = 100
 DEFAULT_SPACE = "full"
 DEFAULT_BACKEND = "tpe"
 DEFAULT_OBJECTIVE = "val_accuracy"
+DEFAULT_DATASET = MNIST
 # Successive halving that pauses trials at rungs and promotes them from their weights (search/backends/_asha.py):
 # Optuna's own sent the first trial to the cap alone, and it took a 10-minute budget whole. One
 # bracket, not Hyperband's several: TPE models only the trials of the current trial's Hyperband
 # bracket, so with 3-5 brackets it sampled at random for most of a 60-minute study (BENCHMARKS.md).
 DEFAULT_PRUNER = "asha"
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
-IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset")
+IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset", "dataset")
+# What a study made before a setting existed holds without recording it: every study trained on MNIST.
+IMPLIED = {"dataset": MNIST}
 
 
 def default_study_name(space: str, backend: str) -> str:
@@ -47,6 +51,7 @@ class StudySpec:
     pruner: str | None = DEFAULT_PRUNER  # None: a resumed study's own, else the default
     epochs: int = STUDY_EPOCHS
     subset: int = 0  # train on the first `subset` training images (quick looks, tests); 0 = all 50,000
+    dataset: str = DEFAULT_DATASET  # what it trains on, as search.data names it (mnist, fashion-mnist, npz:PATH)
     seed: int = 0
     baseline: bool = True  # a new study's trial 0 is the reference model, to measure the search against
     prior: bool = True  # ... and its next one the space's best known config (spaces.PRIORS), a head start
@@ -72,6 +77,7 @@ class StudySpec:
             "pruner": self.pruner,
             "epochs": self.epochs,
             "subset": self.subset,
+            "dataset": self.dataset,
             "seed": self.seed,
             "command": self.command,
             "base_config": self.base().to_dict(),
@@ -80,4 +86,9 @@ class StudySpec:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
-        return cls(**{k: attrs[k] for k in (*IDENTITY, "seed", "command")}, baseline=False, prior=False)
+        return cls(**identity(attrs), seed=attrs["seed"], command=attrs["command"], baseline=False, prior=False)
+
+
+def identity(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The identity a study's user attrs record (None where one is missing), with what older studies imply."""
+    return {key: attrs.get(key, IMPLIED.get(key)) for key in IDENTITY}

@@ -11,17 +11,17 @@ from optuna.trial import TrialState
 
 from search.backends import PRUNERS, Backend, get_backend
 from search.config import OBJECTIVES
-from search.data import load_mnist
+from search.data import Dataset, load_dataset
 from search.errors import UserError
 from search.objective import Objective
 from search.process import sigterm_interrupts
 from search.progress import Progress, format_seconds
-from search.record import FailReason, TrialPlan
-from search.spec import DEFAULT_PRUNER, IDENTITY, StudySpec
+from search.record import FailReason, TrialPlan, TrialRecord
+from search.spec import DEFAULT_PRUNER, IDENTITY, IMPLIED, StudySpec, identity
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
-from spaces import get_space, params_for, prior
+from spaces import SPACES, augmentation, get_space, params_for, prior
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:
@@ -41,14 +41,14 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
         if spec.baseline:
             baseline = TrialPlan(baseline=True).to_attrs()
             study.enqueue_trial(params_for(spec.space, spec.reference()), user_attrs=baseline)
-        if spec.prior and (known := prior(spec.space, spec.base())) is not None:
+        if spec.prior and (known := prior(spec.space, spec.base(), spec.dataset)) is not None:
             study.enqueue_trial(params_for(spec.space, known), user_attrs=TrialPlan(prior=True).to_attrs())
         return study
-    for key in IDENTITY:
-        if recorded.get(key) != getattr(spec, key):
+    for key, value in identity(recorded).items():
+        if value != getattr(spec, key):
             raise UserError(
-                f"study '{name}' was made with {key}={recorded.get(key)!r}, not {getattr(spec, key)!r}; "
-                f"run it with {key}={recorded.get(key)!r} or pick another --study name"
+                f"study '{name}' was made with {key}={value!r}, not {getattr(spec, key)!r}; "
+                f"run it with {key}={value!r} or pick another --study name"
             )
     return study
 
@@ -60,7 +60,7 @@ def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
     except KeyError:
         known = optuna.get_all_study_names(storage)
         raise UserError(f"no study named '{name}' in the storage; known: {', '.join(known) or 'none'}") from None
-    if not set(IDENTITY) <= set(study.user_attrs):
+    if not set(IDENTITY) - set(IMPLIED) <= set(study.user_attrs):
         raise UserError(f"study '{name}' was not made by `search run`; it has no space/backend settings")
     return StudySpec.from_attrs(study.user_attrs)
 
@@ -103,6 +103,8 @@ def run_study(
 
     With `workers` > 1 the trials run in that many `search worker` processes on this machine.
     """
+    data = _load(spec)
+    spec = replace(spec, dataset=data.name)  # the name it goes by, whichever spelling or folder it came from
     # Each trial's sampler is seeded from this and the study's trial count (Backend.make_sampler):
     # a resumed study draws new values, as an uninterrupted one would.
     search = open_search(spec, storage, study, seed=spec.seed, heartbeat=heartbeat, workers=workers)
@@ -113,7 +115,7 @@ def run_study(
         status = run_workers(study=study, storage=storage, n_trials=n_trials, timeout=timeout, workers=workers)
         _summary(opened, Progress(n_trials, spec.objective))
         return status
-    return _work(opened, backend, spec, n_trials, timeout)
+    return _work(opened, backend, spec, n_trials, timeout, data)
 
 
 def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float | None) -> int:
@@ -124,10 +126,11 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
     # the others would fail their live trials.
     heartbeat = _heartbeat(found, study)
     found.engine.dispose()  # read once; a worker holds no idle connection it will not use
+    data = _load(spec)
     # Each worker samples with its own seed, or workers started together would pick the same params.
     search = open_search(spec, storage, study, seed=spec.seed + 1 + os.getpid(), heartbeat=heartbeat)
     n_trials = n_trials or search.study.user_attrs.get("trials", 1)
-    return _work(search.study, search.backend, spec, n_trials, timeout)
+    return _work(search.study, search.backend, spec, n_trials, timeout, data)
 
 
 def _recorded(storage: optuna.storages.BaseStorage, name: str) -> dict:
@@ -152,13 +155,39 @@ def _check(spec: StudySpec) -> None:
         raise UserError(f"unknown objective '{spec.objective}'; known objectives: {', '.join(OBJECTIVES)}")
 
 
-def _work(study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int, timeout: float | None) -> int:
-    data = load_mnist()
+def _load(spec: StudySpec) -> Dataset:
+    """The study's data, verified; refused, before any study is made, where its space would augment features."""
+    data = load_dataset(spec.dataset)
+    augmenting = augmentation(spec.space, spec.base())
+    if augmenting and not data.images:
+        plain = [name for name in SPACES if not augmentation(name, spec.base())]
+        raise UserError(
+            f"space '{spec.space}' samples augmentation ({', '.join(augmenting)}), which moves pixels, but "
+            f"{data.name} holds features, not images; pick a space without it: {', '.join(plain)}"
+        )
+    return data
+
+
+def _same_data(study: optuna.Study, data: Dataset) -> None:
+    """Refuses to add trials on other contents than the study's trials recorded (an .npz file rewritten since)."""
+    records = (TrialRecord.from_attrs(trial.user_attrs) for trial in study.get_trials(deepcopy=False))
+    recorded = next((record.dataset for record in records if record.dataset), data.checksum)
+    if recorded != data.checksum:
+        raise UserError(
+            f"study '{study.study_name}' trained on dataset {recorded}, but {data.name} now holds {data.checksum}; "
+            "restore the data it trained on or pick another --study name"
+        )
+
+
+def _work(
+    study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int, timeout: float | None, data: Dataset
+) -> int:
+    _same_data(study, data)
     progress = Progress(n_trials, spec.objective, timeout=timeout)
     now = counts(study)
     budget = f"no new trial after {format_seconds(timeout)}" if timeout else "no time limit"
     progress.note(
-        f"study '{study.study_name}': space {spec.space}, backend {spec.backend}, pruner {spec.pruner}, "
+        f"study '{study.study_name}' on {data.name}: space {spec.space}, backend {spec.backend}, pruner {spec.pruner}, "
         f"{spec.objective}, up to {spec.epochs} epochs; {now['complete'] + now['pruned']} of {n_trials} trials "
         f"done; budget: {n_trials} trials, {budget}"
     )

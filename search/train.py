@@ -13,7 +13,7 @@ import numpy as np
 
 from search._keras import keras, share_gpus
 from search.config import OBJECTIVES, TrialConfig
-from search.data import Mnist
+from search.data import Dataset
 from search.model import build_model
 
 # XLA, and several steps per call of the compiled function: on a 2-core CPU Keras's default
@@ -67,7 +67,7 @@ def learning_rate_at(config: TrialConfig, epoch: int) -> float:
 
 def train(
     config: TrialConfig,
-    data: Mnist,
+    data: Dataset,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     *,
     monitor: str = "val_accuracy",
@@ -91,7 +91,7 @@ def train(
     start = time.perf_counter()
     share_gpus()
     x_train, y_train = _training_arrays(data, full_train)
-    model = build_model(config)
+    model = build_model(config, data.inputs)
     model.compile(
         optimizer=_optimizer(config),
         loss="sparse_categorical_crossentropy",
@@ -136,7 +136,7 @@ def release_memory() -> None:
     gc.collect()
 
 
-def _training_arrays(data: Mnist, full_train: bool) -> tuple[np.ndarray, np.ndarray]:
+def _training_arrays(data: Dataset, full_train: bool) -> tuple[np.ndarray, np.ndarray]:
     if not full_train:
         return data.x_train, data.y_train
     return np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])

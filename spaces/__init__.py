@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from search.config import TrialConfig
+from search.data import MNIST
 from search.errors import UserError
 from spaces import augment, batchnorm, dropout, full, schedule, size
 
@@ -30,11 +31,12 @@ SPACES: dict[str, Suggest] = {
 # A space's best known config, as changes to the study's base config: a new study's trial 1, so
 # the search starts from a strong point as well as from the reference model (trial 0).
 PRIORS: dict[str, dict[str, Any]] = {"full": full.PRIOR}
+PRIORS_DATASET = MNIST  # where each was found: on other data it is no known good point
 
 
-def prior(name: str, base: TrialConfig) -> TrialConfig | None:
-    """Space `name`'s best known config on top of `base` (its epochs and seed), if it has one."""
-    return base.replace(**PRIORS[name]) if name in PRIORS else None
+def prior(name: str, base: TrialConfig, dataset: str) -> TrialConfig | None:
+    """Space `name`'s best known config on top of `base` (its epochs and seed), if it has one for `dataset`."""
+    return base.replace(**PRIORS[name]) if name in PRIORS and dataset == PRIORS_DATASET else None
 
 
 def params_for(name: str, config: TrialConfig) -> dict[str, Any]:
@@ -47,6 +49,28 @@ def params_for(name: str, config: TrialConfig) -> dict[str, Any]:
     probe = _Probe(config)
     get_space(name)(probe, config)
     return probe.params
+
+
+def augmentation(name: str, base: TrialConfig) -> list[str]:
+    """The augmentation keys space `name` can turn on: those its config sets at the top of every range.
+
+    Spaces offer augmentation as none (0) first and more after, so its highest draw shows whether
+    a space varies it at all, whatever its parameters are called.
+    """
+    return get_space(name)(_Highest(), base).augmentation()
+
+
+class _Highest:
+    """An Optuna-style trial that answers every suggestion with the highest value, or the last choice."""
+
+    def suggest_int(self, name: str, low: int, high: int, **kwargs: Any) -> int:
+        return high
+
+    def suggest_float(self, name: str, low: float, high: float, **kwargs: Any) -> float:
+        return high
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return choices[-1]
 
 
 class _Probe:

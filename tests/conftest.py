@@ -29,12 +29,16 @@ import pg_cluster
 
 from search.backends import Backend
 from search.config import TrialConfig
-from search.data import DATA_DIR, Mnist, load_mnist
+from search.data import Dataset, load_mnist
 from search.storage import open_storage
 from spaces import SPACES
 from spaces._scope import only_when
 
 REPO = Path(__file__).resolve().parents[1]
+# The tests' data cache, for this process and every `search` it starts: the repository's git-ignored
+# data/ (where `make test` fetches MNIST first), never the user's own cache.
+DATA = REPO / "data"
+os.environ["SEARCH_DATA_DIR"] = str(DATA)
 
 # Big enough for a one-hidden-layer MLP to learn in two epochs, small enough for ~2 s of training.
 TINY_TRAIN = 2_000
@@ -55,13 +59,13 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
-def mnist() -> Mnist:
-    """The real split from the default cache (repo's data/); the first run fetches it."""
-    return load_mnist(REPO / DATA_DIR)
+def mnist() -> Dataset:
+    """The real split from the tests' cache (repo's data/); the first run fetches it."""
+    return load_mnist(DATA)
 
 
 @pytest.fixture(scope="session")
-def tiny_mnist(mnist: Mnist) -> Mnist:
+def tiny_mnist(mnist: Dataset) -> Dataset:
     """The first 2,000 training and 500 validation images of the real split (test set untouched)."""
     return dataclasses.replace(
         mnist,

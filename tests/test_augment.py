@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from search.config import TrialConfig
-from search.data import Mnist
-from search.model import RandomAffine, build_model
+from search.data import Dataset
+from search.model import ElasticDistortion, RandomAffine, build_model
 from search.train import STEPS_PER_EXECUTION, train
 
 SMALL = TrialConfig(hidden_units=(32, 16), epochs=1)
@@ -39,7 +39,7 @@ def _moments(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 @pytest.fixture(scope="module")
-def images(mnist: Mnist) -> np.ndarray:
+def images(mnist: Dataset) -> np.ndarray:
     return mnist.x_val[:64].astype("float32") / 255.0
 
 
@@ -52,7 +52,7 @@ def test_no_augmentation_layer_when_all_three_are_zero() -> None:
         )
 
 
-def test_training_batches_change_and_inference_batches_do_not(mnist: Mnist) -> None:
+def test_training_batches_change_and_inference_batches_do_not(mnist: Dataset) -> None:
     batch = mnist.x_val[:64]
     augmented, plain = build_model(AUGMENTED), build_model(SMALL)
     plain.set_weights(augmented.get_weights())
@@ -65,6 +65,22 @@ def test_training_batches_change_and_inference_batches_do_not(mnist: Mnist) -> N
     first, second = _numpy(augmented(batch, training=True)), _numpy(augmented(batch, training=True))
     assert np.abs(first - inference).max() > 1e-3
     assert np.abs(first - second).max() > 1e-3, "every training call must draw new transformations"
+
+
+@pytest.mark.parametrize("layer", [RandomAffine, ElasticDistortion])
+def test_colour_channels_move_together_as_a_grey_image_would(images: np.ndarray, layer: type) -> None:
+    grey = images[:8]
+    colour = np.stack([grey, grey * 0.5, 1.0 - grey], axis=-1)  # (8, 28, 28, 3)
+    settings = (0.1, 15.0, 0.1) if layer is RandomAffine else (16.0, 4.0)
+    moved_grey = _numpy(layer(*settings, seed=5)(grey, training=True))  # two layers, the same draws
+    moved = _numpy(layer(*settings, seed=5)(colour, training=True))
+    assert moved.shape == colour.shape
+    assert not np.allclose(moved_grey, grey, atol=1e-3)
+    np.testing.assert_allclose(moved[..., 0], moved_grey, atol=1e-5)
+    np.testing.assert_allclose(moved[..., 1], moved_grey * 0.5, atol=1e-5)
+    # Bilinear reads of 1 - x are 1 - the reads of x inside the image; outside it both read 0.
+    inside = _numpy(layer(*settings, seed=5)(np.ones_like(grey), training=True))
+    np.testing.assert_allclose(moved[..., 2], inside - moved_grey, atol=1e-5)
 
 
 def test_translate_alone_shifts_each_image(images: np.ndarray) -> None:
@@ -107,7 +123,7 @@ def test_zoom_alone_scales_the_spread(images: np.ndarray) -> None:
 
 
 def test_augmented_model_compiles_with_xla_and_its_saved_copy_predicts_as_it_does(
-    tiny_mnist: Mnist, tmp_path: Path
+    tiny_mnist: Dataset, tmp_path: Path
 ) -> None:
     model = build_model(AUGMENTED)
     with warnings.catch_warnings(record=True) as caught:
@@ -147,7 +163,7 @@ def _kernel_column_norms(path: Path) -> list[np.ndarray]:
     return [np.linalg.norm(layer.get_weights()[0], axis=0) for layer in hidden]
 
 
-def test_max_norm_holds_after_training(tiny_mnist: Mnist, tmp_path: Path) -> None:
+def test_max_norm_holds_after_training(tiny_mnist: Dataset, tmp_path: Path) -> None:
     # A high rate drives the kernels far beyond norm 1 unless the constraint holds them.
     loud = SMALL.replace(learning_rate=0.05, epochs=2)
     train(loud.replace(max_norm=1.0), tiny_mnist, save_model=tmp_path / "capped.keras")

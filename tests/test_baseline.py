@@ -76,7 +76,7 @@ def test_a_new_full_study_queues_the_baseline_then_the_spaces_best_known_config(
     study = open_study(storage, "f", spec, get_backend("tpe")(seed=2, pruner="hyperband", epochs=7))
     queued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     assert [t.user_attrs for t in queued] == [{"baseline": True}, {"prior": True}]
-    known = prior("full", spec.base())
+    known = prior("full", spec.base(), spec.dataset)
     assert (known.epochs, known.seed) == (7, 2)
     assert queued[1].system_attrs["fixed_params"] == params_for("full", known)
     without = StudySpec(space="full", backend="tpe", prior=False)

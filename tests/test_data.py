@@ -1,4 +1,4 @@
-"""Tests for search/data.py on the real MNIST: checksums, split, cache and sources."""
+"""Tests for search/data/_mnist.py on the real MNIST: checksums, split, cache and sources."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search import data
+from search.data import _mnist as data
 from search.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ DESIGN_SHA256 = {
 
 @pytest.fixture(scope="session")
 def real_cache() -> Path:
-    """The real default cache data/mnist.npz; the first run fetches it."""
-    return data.fetch(REPO / data.DATA_DIR)
+    """The tests' cache data/mnist.npz (tests/conftest.py); the first run fetches it."""
+    return data.fetch(REPO / "data")
 
 
 @pytest.fixture(scope="session")
@@ -184,6 +184,7 @@ def test_keras_cache_is_used_and_copied(
     keras_cache.parent.mkdir(parents=True)
     np.savez_compressed(keras_cache, **real_arrays)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.chdir(tmp_path)  # no ./data/mnist.npz of an earlier version to take first
     path = data.fetch(tmp_path / "data")
     assert f"using Keras's cache {keras_cache}" in capsys.readouterr().err
     assert path == tmp_path / "data" / "mnist.npz"
@@ -191,17 +192,11 @@ def test_keras_cache_is_used_and_copied(
     assert [p.name for p in path.parent.iterdir()] == ["mnist.npz"]
 
 
-def test_a_bad_keras_cache_is_skipped(
-    real_cache: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_a_bad_keras_cache_is_skipped(real_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keras_cache = tmp_path / "datasets" / "mnist.npz"
     keras_cache.parent.mkdir()
     keras_cache.write_bytes(real_cache.read_bytes()[:1000])
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    assert data._from_keras_cache() is None
+    assert data._from_copy(keras_cache, "Keras's cache") is None
     assert f"skipping {keras_cache}" in capsys.readouterr().err
 
 

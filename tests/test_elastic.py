@@ -10,7 +10,7 @@ import pytest
 
 from search._keras import tf
 from search.config import TrialConfig
-from search.data import Mnist
+from search.data import Dataset
 from search.model import ElasticDistortion, build_model
 from search.train import STEPS_PER_EXECUTION
 
@@ -23,7 +23,7 @@ def _field(alpha: float, sigma: float, batch: int = 64) -> np.ndarray:
     return ElasticDistortion(alpha, sigma, seed=0).displacement(tf.constant(batch), SIDE, SIDE).numpy()
 
 
-def test_alpha_zero_is_the_identity_and_adds_no_layer(mnist: Mnist) -> None:
+def test_alpha_zero_is_the_identity_and_adds_no_layer(mnist: Dataset) -> None:
     images = mnist.x_val[:16].astype("float32") / 255.0
     out = ElasticDistortion(0.0, 4.0, seed=0)(images, training=True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), images)
@@ -45,7 +45,7 @@ def test_displacement_is_bounded_by_alpha_and_smooth(sigma: float) -> None:
     assert np.abs(np.diff(_field(34.0, 2 * sigma), axis=2)).mean() < np.abs(np.diff(field, axis=2)).mean()
 
 
-def test_compiles_with_xla_trains_a_step_and_is_off_at_inference(tiny_mnist: Mnist) -> None:
+def test_compiles_with_xla_trains_a_step_and_is_off_at_inference(tiny_mnist: Dataset) -> None:
     model = build_model(ELASTIC)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

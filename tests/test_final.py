@@ -14,7 +14,7 @@ from conftest import REPO, TINY_STUDY, search_cli
 
 from search._keras import keras
 from search.config import TrialConfig
-from search.data import Mnist
+from search.data import Dataset
 from search.errors import UserError
 from search.export import Exported, read_yaml
 from search.final import evaluate_saved, output_paths, report_lines, retrain
@@ -40,7 +40,7 @@ class _TestAccuracyInMemory(keras.callbacks.Callback):
 
     accuracy = float("nan")
 
-    def __init__(self, data: Mnist) -> None:
+    def __init__(self, data: Dataset) -> None:
         super().__init__()
         self.data = data
 
@@ -50,7 +50,7 @@ class _TestAccuracyInMemory(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_mnist: Mnist, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrialResult, Path, float]:
+def trained(tiny_mnist: Dataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrialResult, Path, float]:
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     probe = _TestAccuracyInMemory(tiny_mnist)
     result = train(TINY, tiny_mnist, [probe], save_model=path)
@@ -58,7 +58,7 @@ def trained(tiny_mnist: Mnist, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 
 def test_saved_model_gives_the_same_test_accuracy_as_the_trained_one(
-    trained: tuple[TrialResult, Path, float], tiny_mnist: Mnist
+    trained: tuple[TrialResult, Path, float], tiny_mnist: Dataset
 ) -> None:
     result, path, in_memory = trained
     scores = evaluate_saved(path, tiny_mnist)
@@ -69,7 +69,7 @@ def test_saved_model_gives_the_same_test_accuracy_as_the_trained_one(
 
 
 def test_retrain_reproduces_the_recorded_value_and_writes_model_and_scores(
-    trained: tuple[TrialResult, Path, float], tiny_mnist: Mnist, tmp_path: Path
+    trained: tuple[TrialResult, Path, float], tiny_mnist: Dataset, tmp_path: Path
 ) -> None:
     result, _, in_memory = trained
     provenance = {"study": "s", "space": "size", "backend": "tpe", "trial": 4, "objective": "val_accuracy"}
@@ -90,7 +90,7 @@ def test_retrain_reproduces_the_recorded_value_and_writes_model_and_scores(
     assert lines[2].startswith(f"test accuracy {scores['test']['accuracy']:.4f}")
 
 
-def test_train_epochs_trains_longer_than_the_trial_and_says_so(tiny_mnist: Mnist, tmp_path: Path) -> None:
+def test_train_epochs_trains_longer_than_the_trial_and_says_so(tiny_mnist: Dataset, tmp_path: Path) -> None:
     provenance = {"study": "s", "space": "size", "backend": "tpe", "trial": 4, "objective": "val_accuracy"}
     config_path = tmp_path / "longer.yaml"
     config_path.write_text(Exported(TINY, {**provenance, "value": 0.9}).to_yaml(config_path.name))
@@ -103,7 +103,7 @@ def test_train_epochs_trains_longer_than_the_trial_and_says_so(tiny_mnist: Mnist
     assert json.loads(output_paths(config_path)[1].read_text())["epochs"] == 2
 
 
-def test_full_train_says_the_validation_score_is_not_fair(tiny_mnist: Mnist, tmp_path: Path) -> None:
+def test_full_train_says_the_validation_score_is_not_fair(tiny_mnist: Dataset, tmp_path: Path) -> None:
     config_path = tmp_path / "bare.yaml"
     config_path.write_text(yaml.safe_dump(TINY.to_dict()))  # a bare mapping of every key
     out_dir = tmp_path / "out"
@@ -114,7 +114,7 @@ def test_full_train_says_the_validation_score_is_not_fair(tiny_mnist: Mnist, tmp
     assert "not a fair number, --full-train trained on these images" in report_lines(scores)[1]
 
 
-def test_a_subset_larger_than_the_training_split_is_refused(tiny_mnist: Mnist, tmp_path: Path) -> None:
+def test_a_subset_larger_than_the_training_split_is_refused(tiny_mnist: Dataset, tmp_path: Path) -> None:
     config_path = tmp_path / "c.yaml"
     config_path.write_text(yaml.safe_dump(TINY.to_dict()))
     with pytest.raises(UserError, match="--subset must be 0 \\(all\\) to 2000, got 5000"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from search.config import TrialConfig
-from search.data import Mnist
+from search.data import Dataset
 from search.model import FastDropout, build_model
 
 SMALL = TrialConfig(hidden_units=(32, 16, 8))
@@ -125,7 +125,7 @@ def test_augmentation_layer_only_when_configured() -> None:
     assert "RandomAffine" not in _kinds(build_model(SMALL))
 
 
-def test_augmentation_is_identity_at_inference_and_random_in_training(tiny_mnist: Mnist) -> None:
+def test_augmentation_is_identity_at_inference_and_random_in_training(tiny_mnist: Dataset) -> None:
     images = tiny_mnist.x_val[:64]
     augmented, plain = build_model(AUGMENTED), build_model(SMALL)
     for layer in _dense(plain):
@@ -143,7 +143,7 @@ def test_augmentation_is_identity_at_inference_and_random_in_training(tiny_mnist
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(images, training=True)), first, atol=1e-6)
 
 
-def test_model_takes_raw_uint8_images(tiny_mnist: Mnist) -> None:
+def test_model_takes_raw_uint8_images(tiny_mnist: Dataset) -> None:
     model = build_model(SMALL)
     assert model.inputs[0].dtype == "uint8"
     assert tuple(model.inputs[0].shape) == (None, 28, 28)

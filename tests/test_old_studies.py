@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import search_cli
 from optuna.trial import TrialState
+
+from search.errors import UserError
+from search.storage import open_storage
+from search.study import load_spec, open_search
 
 FIXTURE = Path(__file__).parent / "fixtures" / "main-2026-12.db"
 STUDY = "size-tpe"
@@ -64,3 +70,12 @@ def test_a_pruner_said_is_still_checked_against_the_studys(tmp_path):
     run = ("run", "--space", "size", "--trials", "3", "--epochs", "1", "--subset", "200", "--storage", url)
     refused = search_cli(*run, "--pruner", "asha")
     assert refused.returncode == 2 and "made with pruner='successive-halving'" in refused.stderr
+
+
+def test_an_old_study_trained_on_mnist_and_refuses_another_dataset(tmp_path):
+    # It records no dataset: studies were all of MNIST then.
+    url = _copy(tmp_path)
+    spec = load_spec(open_storage(url), STUDY)
+    assert spec.dataset == "mnist"
+    with pytest.raises(UserError, match="was made with dataset='mnist', not 'fashion-mnist'"):
+        open_search(replace(spec, dataset="fashion-mnist"), url, STUDY, seed=0)

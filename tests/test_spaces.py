@@ -13,6 +13,7 @@ from optuna.trial import FixedTrial
 
 import spaces
 from search.config import TrialConfig
+from search.data import MNIST
 from search.errors import UserError
 
 # A base away from the defaults in the fields no space searches, so leaks from defaults show.
@@ -248,7 +249,7 @@ def test_baseline_params_reproduce_the_reference_model(name):
 
 @pytest.mark.parametrize("name", sorted(spaces.PRIORS))
 def test_a_spaces_best_known_config_is_a_point_of_it(name):
-    known = spaces.prior(name, BASE)
+    known = spaces.prior(name, BASE, MNIST)
     assert known != BASE
     params = spaces.params_for(name, known)
     study = optuna.create_study()

@@ -9,7 +9,7 @@ import keras
 import pytest
 
 from search.config import TrialConfig
-from search.data import Mnist
+from search.data import Dataset
 from search.train import TrialResult, learning_rate_at, train
 
 # One hidden layer of 64 on 2,000 images: about 1 s per epoch on 2 CPU cores. At lr 0.003 it
@@ -20,7 +20,7 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_mnist: Mnist) -> TrialResult:
+def tiny_run(tiny_mnist: Dataset) -> TrialResult:
     return train(TINY, tiny_mnist)
 
 
@@ -47,7 +47,7 @@ def test_tiny_run_records_every_epoch(tiny_run: TrialResult) -> None:
     assert tiny_run.monitor == "val_accuracy"
 
 
-def test_same_seed_gives_the_same_history(tiny_mnist: Mnist, tiny_run: TrialResult) -> None:
+def test_same_seed_gives_the_same_history(tiny_mnist: Dataset, tiny_run: TrialResult) -> None:
     # Measured bit-exact on the 2-core CPU (oneDNN, jit_compile=True): weights, shuffling and
     # the fit loop are all seeded by config.seed, and train() clears the session each time.
     again = train(TINY, tiny_mnist)
@@ -55,12 +55,12 @@ def test_same_seed_gives_the_same_history(tiny_mnist: Mnist, tiny_run: TrialResu
     assert again.best_epoch == tiny_run.best_epoch
 
 
-def test_another_seed_gives_another_history(tiny_mnist: Mnist, tiny_run: TrialResult) -> None:
+def test_another_seed_gives_another_history(tiny_mnist: Dataset, tiny_run: TrialResult) -> None:
     other = train(TINY.replace(seed=1), tiny_mnist)
     assert other.history["loss"] != tiny_run.history["loss"]
 
 
-def test_divergence_stops_at_the_first_nan_epoch(tiny_mnist: Mnist) -> None:
+def test_divergence_stops_at_the_first_nan_epoch(tiny_mnist: Dataset) -> None:
     # SGD at lr 10 with an L2 factor of 1 multiplies every kernel by (1 - 2*10*1) = -19 per
     # step: the weights overflow float32 within the first epoch's 20 steps, so the loss is NaN.
     config = TINY.replace(optimizer="sgd", learning_rate=10.0, l2=1.0, epochs=3)
@@ -77,7 +77,7 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
-def test_a_callback_can_stop_training(tiny_mnist: Mnist) -> None:
+def test_a_callback_can_stop_training(tiny_mnist: Dataset) -> None:
     result = train(TINY.replace(epochs=3), tiny_mnist, callbacks=[_StopAfterFirstEpoch()])
     assert result.epochs_run == 1
     assert result.stopped_by == "stopped"
@@ -85,13 +85,13 @@ def test_a_callback_can_stop_training(tiny_mnist: Mnist) -> None:
     assert result.best_epoch == 1
 
 
-def test_step_schedule_changes_the_optimizer_rate(tiny_mnist: Mnist) -> None:
+def test_step_schedule_changes_the_optimizer_rate(tiny_mnist: Dataset) -> None:
     config = TINY.replace(lr_schedule="step", lr_decay_factor=0.5, lr_decay_epochs=1, epochs=3)
     result = train(config, tiny_mnist)
     assert result.history["learning_rate"] == pytest.approx([0.003, 0.0015, 0.00075], rel=1e-6)
 
 
-def test_continuing_from_saved_weights(tiny_mnist: Mnist, tiny_run: TrialResult, tmp_path: Path) -> None:
+def test_continuing_from_saved_weights(tiny_mnist: Dataset, tiny_run: TrialResult, tmp_path: Path) -> None:
     weights = tmp_path / "parent.weights.h5"
     parent = train(TINY, tiny_mnist, save_weights=weights)
     assert weights.is_file()

@@ -11,11 +11,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial
 
+from search.data import title
 from search.rank import load_studies
 from search.record import TrialRecord
 from search.report import COMPARE_DIR
 from search.report._page import Section, markdown_table, save_png, write_page
 from search.report.study import Note, complete_trials, note_to_stderr
+from search.spec import identity
 from spaces import SPACES
 
 # Accuracy is the one number comparable across spaces; val_loss studies rank by another scale.
@@ -48,10 +50,13 @@ def compare_spaces(studies: list[optuna.Study]) -> pd.DataFrame:
     return pd.DataFrame([_row(space, [s for s in studies if s.user_attrs.get("space") == space]) for space in SPACES])
 
 
-def write_comparison(storage_url: str, out: Path | None = None, note: Note = note_to_stderr) -> tuple[str, Path]:
-    """Write `out`/compare.html and compare.png (default `reports/compare/`); return the Markdown table and page."""
-    studies = load_studies(storage_url)
-    note(f"compare: {len(studies)} studies over the spaces {', '.join(SPACES)}")
+def write_comparison(
+    storage_url: str, dataset: str, out: Path | None = None, note: Note = note_to_stderr
+) -> tuple[str, Path]:
+    """Write `out`/compare.html and compare.png (default `reports/compare/`) for the studies of `dataset`
+    (techniques buy different amounts on different data); return the Markdown table and the page."""
+    studies = [s for s in load_studies(storage_url) if identity(s.user_attrs)["dataset"] == dataset]
+    note(f"compare: {len(studies)} studies of {dataset} over the spaces {', '.join(SPACES)}")
     frame = compare_spaces(studies)
     out = out or COMPARE_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +65,7 @@ def write_comparison(storage_url: str, out: Path | None = None, note: Note = not
     shown = _shown(frame)
     missing = frame.loc[frame["study"] == "", "space"].tolist()
     intro = [
+        f"Studies of {title(dataset)}.",
         f"Each space's best {COMPARED_OBJECTIVE} study; gain is over that study's reference-model trial (baseline).",
         "loss gap = validation minus training loss at the best epoch: larger means more overfitting.",
         f"Missing spaces: {', '.join(missing) or 'none'}.",

