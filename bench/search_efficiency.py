@@ -319,7 +319,8 @@ def stored_runs(folders: list[Path], args: argparse.Namespace) -> list[Figures]:
         # Held connections made the next open_storage() here fail ("database disk image is malformed").
         storage.engine.dispose()
     args.seeds = sorted({r.seed for r in runs})
-    return runs
+    order = {name: k for k, name in enumerate(COMPARED)}
+    return sorted(runs, key=lambda r: (r.seed, order.get(r.backend, len(order))))
 
 
 def main(argv: list[str] | None = None) -> None:
