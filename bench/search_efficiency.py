@@ -311,9 +311,11 @@ def stored_runs(folders: list[Path], args: argparse.Namespace) -> list[Figures]:
         for name, value in saved["settings"].items():
             if getattr(args, name) != value:
                 raise SystemExit(f"{folder} ran with {name} {value}, not {getattr(args, name)}: not comparable")
-        storage = open_storage(f"sqlite:///{folder / 'efficiency.db'}", must_exist=True)
+        storage = open_storage(f"sqlite:///{folder / 'efficiency.db'}")
+        made = set(optuna.get_all_study_names(storage))
         for run in saved["runs"]:
-            trials = optuna.load_study(study_name=run["study"], storage=storage).get_trials(deepcopy=False)
+            # A run stopped before its study was made (a slow start on a busy machine) did nothing.
+            trials = optuna.load_study(study_name=run["study"], storage=storage).trials if run["study"] in made else []
             launched = datetime.datetime.fromisoformat(run["launched"])
             runs.append(figures(trials, run["backend"], run["seed"], launched, args.budget))
         # Held connections made the next open_storage() here fail ("database disk image is malformed").

@@ -156,6 +156,10 @@ def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float
         return TrialState.PRUNED, None  # Optuna takes its last reported value
     except TrialFailed:
         return TrialState.FAIL, None
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Another worker failed this trial as stale while it ran (its heartbeats came too late on a
+        # starved machine) and queued it again; `_tell` notes it, and this worker goes on.
+        return TrialState.FAIL, None
 
 
 def _tell(study: optuna.Study, objective: TrialRunner, number: int, state: TrialState, value: float | None) -> None:

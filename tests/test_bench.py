@@ -121,13 +121,9 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
         timeout=LIMIT,  # unstopped, 1,000 epochs take far longer
     ).stdout
     row = next(line for line in printed.splitlines() if line.startswith("| tpe | 0 |")).split(" | ")
-    # On a slow machine the budget may end before the first trial even starts: then nothing was cut.
-    assert (int(row[5]), int(row[6])) == (0, 0) and int(row[7]) <= 1, f"no trial may finish: {row}"
-    storage = f"sqlite:///{out / 'efficiency.db'}"
-    trials = optuna.load_study(study_name="tpe-seed0", storage=storage).trials
-    assert not any("baseline" in t.user_attrs for t in trials)  # --no-baseline
-    assert all(t.state in (TrialState.FAIL, TrialState.RUNNING) for t in trials)
-    assert all(len(t.intermediate_values) < 1000 for t in trials)
+    # On a slow machine the budget may end before the first trial even starts (or the study is
+    # made): then nothing was cut. A fast one may pause a trial or two at asha's first rung.
+    assert int(row[5]) == 0 and int(row[7]) <= 1, f"no trial may complete: {row}"
     written = benchmarks.read_text()
     assert written.startswith("# Benchmarks\n\n## Workers\n\nhand-written\n")
     # A short budget never replaces the 20-minute comparison the targets are judged on.
@@ -137,3 +133,10 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
     )[0]
     assert "bench/search_efficiency.py --budget 0.3 --subset 500" in section
     assert "| tpe | asha |" in section and "not judged" in section
+    storage = f"sqlite:///{out / 'efficiency.db'}"
+    if "tpe-seed0" not in optuna.get_all_study_names(storage):
+        return  # stopped before it made its study
+    trials = optuna.load_study(study_name="tpe-seed0", storage=storage).trials
+    assert not any("baseline" in t.user_attrs for t in trials)  # --no-baseline
+    assert all(t.state in (TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED) for t in trials)
+    assert all(len(t.intermediate_values) <= 3 for t in trials)  # none went past the first rung

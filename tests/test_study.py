@@ -144,6 +144,8 @@ def test_sigint_marks_the_running_trial_failed_and_says_how_to_resume(tmp_path):
         "size",
         "--backend",
         "random",
+        "--pruner",
+        "none",  # asha would pause trial 0 after 3 epochs
         "--epochs",
         "50",
         "--subset",
