@@ -1,8 +1,9 @@
 """Every touch of Optuna's private API and of its database tables, in one place.
 
 Optuna has no public way to read one trial by number, to reach the SQLAlchemy engine under a
-study, to write to a frozen trial, or to read many trials' values and a few of their attrs
-without building every trial object (1 s of `search rank`'s 2 on 1,000 trials). What follows
+study, to write to a frozen trial, to read many trials' values and a few of their attrs
+without building every trial object (1 s of `search rank`'s 2 on 1,000 trials), or to list and
+forget the artifacts recorded with a study's trials (a finished trial takes no attr). What follows
 is what Optuna 5 does inside; pyproject.toml pins the major version, and
 tests/test_optuna_internals.py fails on an upgrade that changes any of it.
 """
@@ -14,10 +15,12 @@ import json
 import math
 from collections.abc import Container, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
 from optuna.trial import FrozenTrial, TrialState
 
 TESTED_MAJOR = 5  # the Optuna major version whose internals this module uses
@@ -31,7 +34,27 @@ _COMPLETE = sqlalchemy.text(
     WHERE t.study_id = :study AND t.state = 'COMPLETE'
     """
 ).bindparams(sqlalchemy.bindparam("keys", expanding=True))
+_VALUES = sqlalchemy.text(
+    """
+    SELECT t.number, v.value, v.value_type
+    FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
+    WHERE t.study_id = :study AND t.state = 'COMPLETE'
+    """
+)
 _STATES = sqlalchemy.text("SELECT state, count(*) FROM trials WHERE study_id = :study GROUP BY state")
+_ARTIFACTS = sqlalchemy.text(
+    """
+    SELECT t.number, t.state, a.value_json
+    FROM trial_system_attributes a JOIN trials t ON t.trial_id = a.trial_id
+    WHERE t.study_id = :study AND a.key LIKE :pattern
+    """
+)
+_FORGET = sqlalchemy.text(
+    """
+    DELETE FROM trial_system_attributes
+    WHERE key = :key AND trial_id = (SELECT trial_id FROM trials WHERE study_id = :study AND number = :number)
+    """
+)
 _INFINITE = {"INF_POS": math.inf, "INF_NEG": -math.inf}
 
 
@@ -72,6 +95,13 @@ def complete_attrs(study: optuna.Study, keys: Iterable[str]) -> Iterator[tuple[i
                 attrs[key] = json.loads(value_json)
     for number in sorted(trials):
         yield number, *trials[number]
+
+
+def complete_values(study: optuna.Study) -> list[tuple[int, float]]:
+    """(number, value) of every complete trial, in one query."""
+    with engine_of(study).connect() as connection:
+        rows = connection.execute(_VALUES, {"study": study._study_id}).all()
+    return [(number, _INFINITE.get(value_type, value)) for number, value, value_type in rows]
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
@@ -168,3 +198,36 @@ def _all_trials(engine: sqlalchemy.engine.Engine, study_id: int) -> list[FrozenT
 def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
     """A stored naive-UTC time as the naive local time Optuna's FrozenTrials hold."""
     return None if utc is None else utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class TrialArtifact:
+    """An artifact `optuna.artifacts.upload_artifact` recorded with a trial (a system attr of the trial)."""
+
+    number: int
+    state: TrialState
+    artifact_id: str
+    filename: str
+
+
+def trial_artifacts(study: optuna.Study) -> list[TrialArtifact]:
+    """Every artifact recorded with the study's trials, in one query.
+
+    A record the dashboard deleted (it writes JSON null in its place) is no artifact.
+    """
+    with engine_of(study).connect() as connection:
+        rows = connection.execute(_ARTIFACTS, {"study": study._study_id, "pattern": f"{ARTIFACTS_ATTR_PREFIX}%"}).all()
+    found = []
+    for number, state, value_json in rows:
+        meta = json.loads(json.loads(value_json))  # upload_artifact stores its JSON text as a JSON string
+        if meta is not None:
+            found.append(TrialArtifact(number, TrialState[state], meta["artifact_id"], meta["filename"]))
+    return sorted(found, key=lambda a: a.number)
+
+
+def forget_trial_artifact(study: optuna.Study, number: int, artifact_id: str) -> None:
+    """Delete trial `number`'s record of an artifact, finished or not (the file in the store is the caller's)."""
+    with engine_of(study).begin() as connection:
+        connection.execute(
+            _FORGET, {"key": ARTIFACTS_ATTR_PREFIX + artifact_id, "study": study._study_id, "number": number}
+        )

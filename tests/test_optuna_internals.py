@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
 import time
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -83,6 +85,7 @@ def test_the_queries_on_optunas_tables_read_what_its_api_reads(tmp_path):
     assert read == [
         (t.number, t.value, {"seconds": t.user_attrs["seconds"], "config": t.user_attrs["config"]}) for t in complete
     ]
+    assert optuna_internals.complete_values(study) == [(t.number, t.value) for t in complete]
     states = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     assert optuna_internals.state_counts(study) == {s.name.lower(): states.get(s.name.lower(), 0) for s in TrialState}
 
@@ -126,3 +129,28 @@ def test_bulk_reads_give_the_trials_optunas_orm_gives(tmp_path):
     assert [t.number for t in expected] == list(range(6))
     with pytest.raises(KeyError):
         bulk.get_all_trials(study_id + 1)
+
+
+def test_the_artifacts_read_and_forgotten_are_those_optuna_records(tmp_path):
+    study = _study(tmp_path)
+    store = optuna.artifacts.FileSystemArtifactStore(tmp_path)
+    (tmp_path / "trial_5.keras").write_bytes(b"model")
+    running = study.ask()
+    for name in ("trial_5.keras", "i.db"):
+        optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(tmp_path / name), study_or_trial=running)
+    recorded = optuna.artifacts.get_all_artifact_meta(running)
+    read = optuna_internals.trial_artifacts(study)
+    assert sorted((a.artifact_id, a.filename) for a in read) == sorted((m.artifact_id, m.filename) for m in recorded)
+    assert {(a.number, a.state) for a in read} == {(running.number, TrialState.RUNNING)}
+    # What the dashboard leaves of an artifact deleted there: a JSON null under the same key; no artifact.
+    deleted = optuna.artifacts.upload_artifact(
+        artifact_store=store, file_path=str(tmp_path / "i.db"), study_or_trial=running
+    )
+    study._storage.set_trial_system_attr(running._trial_id, f"artifacts:{deleted}", json.dumps(None))
+    study.tell(running, 0.7)
+    assert [(a.artifact_id, a.state) for a in optuna_internals.trial_artifacts(study)] == [
+        (a.artifact_id, TrialState.COMPLETE) for a in read
+    ]
+    optuna_internals.forget_trial_artifact(study, running.number, read[0].artifact_id)  # finished, as pruning does
+    assert optuna_internals.trial_artifacts(study) == [replace(read[1], state=TrialState.COMPLETE)]
+    assert f"artifacts:{read[0].artifact_id}" not in study._storage.get_trial_system_attrs(running._trial_id)
