@@ -66,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
         timeout=args.timeout * 60 or None,
         workers=args.workers,
         heartbeat=args.heartbeat,
+        keep_models=args.keep_models,
+        artifacts=args.artifacts,
     )
 
 
@@ -153,6 +155,8 @@ def _reproduce(args: argparse.Namespace) -> str:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
         value = values[action.dest]
+        if value is None:  # left out, for the study's own (a resumed study) or the default
+            continue
         if action.nargs == 0:  # a switch
             words += [action.option_strings[0]] if value != action.default else []
         else:
@@ -173,6 +177,7 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
+    from search.artifacts import KEEP_MODELS, ROOT_SUFFIX
     from search.backends import BACKENDS, PRUNERS
     from search.config import OBJECTIVES
     from search.spec import (
@@ -241,6 +246,19 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--study", help="study name (default: SPACE-BACKEND)")
     run.add_argument("--seed", type=int, default=0, help="seed of the sampler and of trial i's weights (seed+i)")
     run.add_argument("--workers", type=_positive, default=1, help="worker processes on this machine (default: 1)")
+    run.add_argument(
+        "--keep-models",
+        type=_count,
+        metavar="K",
+        help=f"keep the trained models of the study's best K complete trials, as Optuna artifacts; 0 = none "
+        f"(default: a resumed study's own, else {KEEP_MODELS})",
+    )
+    run.add_argument(
+        "--artifacts",
+        metavar="WHERE",
+        help=f"where the kept models go: a folder, or s3://bucket/prefix (default: a resumed study's own, else "
+        f"beside the SQLite file: studies{ROOT_SUFFIX}/; with PostgreSQL none, so models are not kept)",
+    )
     run.add_argument(
         "--heartbeat",
         type=_positive,

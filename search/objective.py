@@ -10,6 +10,7 @@ import optuna
 
 from search._keras import keras, runtime_started
 from search.data import Dataset
+from search.kept import KeptModels
 from search.progress import Progress
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.spec import StudySpec, library_versions
@@ -25,8 +26,10 @@ class TrainingDiverged(TrialFailed):
 class Objective:
     """One trial: the space picks a config, the trainer fits it, the trial records what happened."""
 
-    def __init__(self, spec: StudySpec, data: Dataset, n_trials: int, progress: Progress) -> None:
-        self.spec, self.n_trials, self.progress = spec, n_trials, progress
+    def __init__(
+        self, spec: StudySpec, data: Dataset, n_trials: int, progress: Progress, models: KeptModels | None = None
+    ) -> None:
+        self.spec, self.n_trials, self.progress, self.models = spec, n_trials, progress, models
         self.data = data.subset(spec.subset)
         self.space = get_space(spec.space)
         self.last_number: int | None = None
@@ -51,6 +54,8 @@ class Objective:
             initial_epoch=plan.initial_epoch,
             initial_weights=plan.initial_weights,
             save_weights=plan.save_weights,
+            # A paused trial never completes, so its model is never kept: not worth saving.
+            save_model=self.models.scratch_path(trial.number) if self.models and not plan.pause else None,
         )
         reason = f"loss became NaN at epoch {result.first_epoch + result.epochs_run - 1}" if result.diverged else ""
         record = TrialRecord(

@@ -109,6 +109,7 @@ class TrialRecord:
     dataset: str | None = None  # the dataset's checksum
     versions: dict[str, str] | None = None  # library_versions() of the process that trained
     worker: str | None = None  # "host:pid" of the process running the trial's loop
+    model_not_kept: str | None = None  # why a complete trial among the best has no kept model (search/kept.py)
     plan: TrialPlan = field(default_factory=TrialPlan, metadata={"attr": False})
     fail: FailReason | None = field(default=None, metadata={"attr": False})
     fail_message: str = field(default="", metadata={"attr": False})

@@ -94,13 +94,18 @@ def sqlite_path(url: str) -> Path | None:
 
 def study_folder(url: str, study: str, kind: str) -> Path:
     """Where study `study` keeps its files of one `kind` (`.kt`, `.paused`): beside a SQLite file, else here."""
+    path = sqlite_path(url)
+    return (path.parent if path is not None else Path()) / kind / folder_name(study)
+
+
+def folder_name(study: str) -> str:
+    """The study's name, checked to name one folder (its files' folders, its models' prefix), or a UserError."""
     if not _FOLDER_NAME.fullmatch(study) or study in (".", ".."):
         raise UserError(
             f"study name '{study}' cannot name a folder for the study's files; use letters, digits, '.', '_' and '-' "
             "in --study"
         )
-    path = sqlite_path(url)
-    return (path.parent if path is not None else Path()) / kind / study
+    return study
 
 
 def _prepare_sqlite(url: str) -> None:

@@ -9,10 +9,12 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from search.artifacts import Keeping, settle_keeping
 from search.backends import PRUNERS, Backend, get_backend
 from search.config import OBJECTIVES
 from search.data import Dataset, load_dataset
 from search.errors import UserError
+from search.kept import KeptModels
 from search.objective import Objective
 from search.process import sigterm_interrupts
 from search.progress import Progress, format_seconds
@@ -67,18 +69,28 @@ def load_spec(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
 
 @dataclass(frozen=True)
 class Search:
-    """A study opened for searching: the Optuna study, the backend choosing its trials, and its spec."""
+    """A study opened for searching: the Optuna study, the backend choosing its trials, its spec, its models."""
 
     study: optuna.Study
     backend: Backend
     spec: StudySpec
+    keeping: Keeping
 
 
 def open_search(
-    spec: StudySpec, storage: str, name: str, *, seed: int, heartbeat: int = HEARTBEAT_SECONDS, workers: int = 1
+    spec: StudySpec,
+    storage: str,
+    name: str,
+    *,
+    seed: int,
+    heartbeat: int = HEARTBEAT_SECONDS,
+    workers: int = 1,
+    keep_models: int | None = None,
+    artifacts: str | None = None,
 ) -> Search:
     """The one wiring of a search (run, worker, benchmarks): check the spec, open the storage, make
-    the backend with `seed`, create the study or check it was made with the same settings."""
+    the backend with `seed`, create the study or check it was made with the same settings, settle
+    which models it keeps where (`keep_models`, `artifacts`: None for the study's own or the defaults)."""
     opened_storage = open_storage(storage, heartbeat=heartbeat)
     if spec.pruner is None:  # not given: a study resumes with its own, a new one gets the default
         spec = replace(spec, pruner=_recorded(opened_storage, name).get("pruner", DEFAULT_PRUNER))
@@ -86,7 +98,8 @@ def open_search(
     backend = get_backend(spec.backend)(
         seed=seed, pruner=spec.pruner, epochs=spec.epochs, spec=spec, storage=storage, study=name, workers=workers
     )
-    return Search(open_study(opened_storage, name, spec, backend), backend, spec)
+    study = open_study(opened_storage, name, spec, backend)
+    return Search(study, backend, spec, settle_keeping(storage, study, keep=keep_models, root=artifacts))
 
 
 def run_study(
@@ -98,16 +111,28 @@ def run_study(
     timeout: float | None,
     workers: int = 1,
     heartbeat: int = HEARTBEAT_SECONDS,
+    keep_models: int | None = None,
+    artifacts: str | None = None,
 ) -> int:
     """Create or resume `study` and run it until it holds `n_trials` finished trials (or time is up).
 
     With `workers` > 1 the trials run in that many `search worker` processes on this machine.
+    `keep_models` and `artifacts`: see `open_search`.
     """
     data = _load(spec)
     spec = replace(spec, dataset=data.name)  # the name it goes by, whichever spelling or folder it came from
     # Each trial's sampler is seeded from this and the study's trial count (Backend.make_sampler):
     # a resumed study draws new values, as an uninterrupted one would.
-    search = open_search(spec, storage, study, seed=spec.seed, heartbeat=heartbeat, workers=workers)
+    search = open_search(
+        spec,
+        storage,
+        study,
+        seed=spec.seed,
+        heartbeat=heartbeat,
+        workers=workers,
+        keep_models=keep_models,
+        artifacts=artifacts,
+    )
     opened, backend, spec = search.study, search.backend, search.spec
     opened.set_user_attr("trials", n_trials)  # what workers joining later aim for
     opened.set_user_attr("heartbeat", heartbeat)  # ... and how often they show they are alive
@@ -115,7 +140,7 @@ def run_study(
         status = run_workers(study=study, storage=storage, n_trials=n_trials, timeout=timeout, workers=workers)
         _summary(opened, Progress(n_trials, spec.objective))
         return status
-    return _work(opened, backend, spec, n_trials, timeout, data)
+    return _work(opened, backend, spec, n_trials, timeout, data, search.keeping)
 
 
 def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float | None) -> int:
@@ -130,7 +155,7 @@ def join_study(*, study: str, storage: str, n_trials: int | None, timeout: float
     # Each worker samples with its own seed, or workers started together would pick the same params.
     search = open_search(spec, storage, study, seed=spec.seed + 1 + os.getpid(), heartbeat=heartbeat)
     n_trials = n_trials or search.study.user_attrs.get("trials", 1)
-    return _work(search.study, search.backend, spec, n_trials, timeout, data)
+    return _work(search.study, search.backend, spec, n_trials, timeout, data, search.keeping)
 
 
 def _recorded(storage: optuna.storages.BaseStorage, name: str) -> dict:
@@ -180,7 +205,13 @@ def _same_data(study: optuna.Study, data: Dataset) -> None:
 
 
 def _work(
-    study: optuna.Study, backend: Backend, spec: StudySpec, n_trials: int, timeout: float | None, data: Dataset
+    study: optuna.Study,
+    backend: Backend,
+    spec: StudySpec,
+    n_trials: int,
+    timeout: float | None,
+    data: Dataset,
+    keeping: Keeping,
 ) -> int:
     _same_data(study, data)
     progress = Progress(n_trials, spec.objective, timeout=timeout)
@@ -191,7 +222,9 @@ def _work(
         f"{spec.objective}, up to {spec.epochs} epochs; {now['complete'] + now['pruned']} of {n_trials} trials "
         f"done; budget: {n_trials} trials, {budget}"
     )
-    objective = Objective(spec, data, n_trials, progress)
+    if keeping.line:
+        progress.note(keeping.line)
+    objective = Objective(spec, data, n_trials, progress, KeptModels.of(keeping))
     try:
         with sigterm_interrupts():
             run_trials(study, backend, objective, n_trials, timeout)

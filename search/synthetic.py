@@ -3,7 +3,7 @@
 For measuring the storage under many workers (bench/storage_load.py) and testing the loop's end
 state (tests/test_storage_load.py) without TensorFlow: the loop, the forked trial process, ask,
 heartbeats, per-epoch reports, the pruner, the surplus guard and tell are the real ones; only
-the training is made up.
+the training is made up, and so is the model a trial leaves for the loop to keep (a few bytes).
 
 One worker: `python -m search.synthetic --storage URL --study NAME` on a study `create_study` made.
 """
@@ -19,7 +19,9 @@ import time
 
 import optuna
 
+from search.artifacts import settle_keeping
 from search.backends import get_backend
+from search.kept import KeptModels
 from search.process import quiet_optuna
 from search.progress import Progress
 from search.record import TrialRecord
@@ -31,11 +33,21 @@ EPOCHS = 5
 WORK_SECONDS = 0.001  # CPU time each made-up epoch spends, so a trial does a few milliseconds of work
 
 
-def create_study(url: str, name: str, *, n_trials: int, heartbeat: int = HEARTBEAT_SECONDS) -> None:
-    """A new synthetic study: what workers aim for and how often they beat, as `search run` records them."""
+def create_study(
+    url: str,
+    name: str,
+    *,
+    n_trials: int,
+    heartbeat: int = HEARTBEAT_SECONDS,
+    keep_models: int = 0,
+    artifacts: str | None = None,
+) -> None:
+    """A new synthetic study: what workers aim for, how often they beat, which made-up models they keep
+    where, as `search run` records them."""
     study = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=heartbeat), direction="maximize")
     study.set_user_attr("trials", n_trials)
     study.set_user_attr("heartbeat", heartbeat)
+    settle_keeping(url, study, keep=keep_models, root=artifacts)
 
 
 def curve(learning_rate: float, units: int, epoch: int) -> float:
@@ -55,8 +67,10 @@ def _epochs_run(epochs: int) -> tuple[str, int]:
 class SyntheticObjective:
     """A `search.trials.TrialRunner` with a made-up curve: two params, `epochs` reports, a pruner check each."""
 
-    def __init__(self, n_trials: int, progress: Progress, epochs: int = EPOCHS) -> None:
-        self.n_trials, self.progress, self.epochs = n_trials, progress, epochs
+    def __init__(
+        self, n_trials: int, progress: Progress, epochs: int = EPOCHS, models: KeptModels | None = None
+    ) -> None:
+        self.n_trials, self.progress, self.epochs, self.models = n_trials, progress, epochs, models
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.last_number: int | None = None
 
@@ -64,6 +78,9 @@ class SyntheticObjective:
         begin_trial(self, trial)
         learning_rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
         units = trial.suggest_int("units", 16, 1024, log=True)
+        if self.models is not None and (path := self.models.scratch_path(trial.number)):
+            # Saved whatever becomes of the trial, as a real one's is: the loop keeps only a complete trial's.
+            path.write_text(f"made-up model of trial {trial.number}: learning rate {learning_rate}, {units} units")
         value = 0.0
         for epoch in range(1, self.epochs + 1):
             _spin(WORK_SECONDS)
@@ -98,7 +115,10 @@ def work(url: str, name: str, *, timeout: float | None = None) -> None:
     backend = get_backend(BACKEND)(seed=os.getpid(), pruner=PRUNER, epochs=EPOCHS)
     study = optuna.load_study(study_name=name, storage=storage, sampler=backend.sampler, pruner=backend.pruner)
     n_trials = attrs["trials"]
-    run_trials(study, backend, SyntheticObjective(n_trials, Progress(n_trials, "value")), n_trials, timeout)
+    models = KeptModels.of(settle_keeping(url, study, keep=None, root=None))
+    run_trials(
+        study, backend, SyntheticObjective(n_trials, Progress(n_trials, "value"), models=models), n_trials, timeout
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

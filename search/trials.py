@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from search.backends import Backend
 from search.forked import ChildDied, Forked
+from search.kept import KeptModels
 from search.optuna_internals import heartbeat, live_trial, stored_trial
 from search.optuna_internals import state_counts as counts
 from search.progress import Progress
@@ -42,13 +43,15 @@ class TrialRunner(Protocol):
     `begin_trial`, reports each epoch, and returns the objective value or raises
     `optuna.TrialPruned` or a `TrialFailed`; it never tells the study, the loop does. `can_fork()` says whether
     this process may fork a trial's process; a trial run in this process instead is followed by
-    `release_memory()`.
+    `release_memory()`. With `models`, a runner saves a trial's model at `models.scratch_path(number)`,
+    and the loop keeps it if the trial completes among the best (search/kept.py).
     """
 
     n_trials: int
     worker: str  # who runs the trial: "host:pid" of the process running the loop
     progress: Progress
     last_number: int | None  # the number of the trial the loop asked for last
+    models: KeptModels | None  # where the study keeps its best trials' models; None: it keeps none
 
     def __call__(self, trial: optuna.Trial) -> float: ...
 
@@ -136,6 +139,8 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
             with heartbeat(study, trial):
                 state, value = _run(objective, trial)
             objective.release_memory()
+        if objective.models is not None:
+            objective.models.trial_ended(study, trial, state, value)  # before tell: Optuna's rule for artifacts
     except KeyboardInterrupt:
         _fail(study, trial.number, FailReason.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) while it ran")
         raise
@@ -146,6 +151,8 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         _fail(study, trial.number, None, "")
         raise
     _tell(study, objective, trial.number, state, value)
+    if objective.models is not None:
+        objective.models.prune(study)
 
 
 def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float | None]:

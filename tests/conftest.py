@@ -47,9 +47,12 @@ TINY_VAL = 500
 # no trial costs more than the baseline) on 300 training images (validation: all 10,000).
 TINY_RUN = ("--space", "schedule", "--subset", "300", "--timeout", "10")
 # The shared tiny study (`tiny_study`): the reference model (trial 0) and two TPE trials of the
-# size space, 2 epochs on 500 training images, seed 3, under the space's default study name.
+# size space, 2 epochs on 500 training images, seed 3, under the space's default study name; it
+# keeps the models of its best 2 trials, so one of its three has none.
 TINY_STUDY = "size-tpe"
 TINY_STUDY_RUN = ("run", "--space", "size", "--subset", "500", "--epochs", "2", "--pruner", "none", "--seed", "3")
+TINY_STUDY_RUN += ("--keep-models", "2")
+TINY_STUDY_KEEPS = 2
 TINY_STUDY_TRIALS = 3
 SMALL_UNITS = [8, 16, 32, 64, 128, 256, 512]  # small_space's widths: the reference network's, and no wider
 LIMIT = 600  # seconds a tiny search or a state may take on a loaded 2-core machine before a test gives up
@@ -163,6 +166,21 @@ def stop(parent: subprocess.Popen) -> None:
             parent.wait(timeout=60)
         except subprocess.TimeoutExpired:
             parent.kill()
+
+
+def run_synthetic_workers(url: str, study: str, n_workers: int, folder: Path, *args: str) -> list[Path]:
+    """`python -m search.synthetic` workers on `study` to the end, each with `args`; their logs. Fails if one did."""
+    command = [sys.executable, "-m", "search.synthetic", "--storage", url, "--study", study, *args]
+    logs = [folder / f"worker-{k}.log" for k in range(n_workers)]
+    workers = [subprocess.Popen(command, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+    try:
+        statuses = [worker.wait(timeout=LIMIT) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    assert statuses == [0] * n_workers, "".join(log.read_text() for log in logs)[-5000:]
+    return logs
 
 
 def trials_of(url: str, study: str) -> list[FrozenTrial]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO
+from conftest import REPO, run_synthetic_workers
 
 from search import synthetic
 from search.storage import open_storage
@@ -29,17 +29,8 @@ LIMIT = 300  # seconds: generous for a loaded 2-core machine; the run takes a fr
 
 def _check_workers_leave_an_exact_study(url: str, study: str, folder: Path) -> None:
     synthetic.create_study(url, study, n_trials=TRIALS, heartbeat=2)
-    command = [sys.executable, "-m", "search.synthetic", "--storage", url, "--study", study, "--timeout", "240"]
-    logs = [folder / f"worker-{k}.log" for k in range(WORKERS)]
-    workers = [subprocess.Popen(command, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
-    try:
-        statuses = [worker.wait(timeout=LIMIT) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
+    logs = run_synthetic_workers(url, study, WORKERS, folder, "--timeout", "240")
     output = "".join(log.read_text() for log in logs)
-    assert statuses == [0] * WORKERS, output[-5000:]
     assert storage_errors(logs) == {}, output[-5000:]
     trials = optuna.load_study(study_name=study, storage=open_storage(url)).get_trials(deepcopy=False)
     assert end_state_problems(trials, TRIALS, synthetic.EPOCHS) == []

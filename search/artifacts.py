@@ -1,0 +1,145 @@
+"""Where a study keeps its trials' models: an Optuna artifact store (a folder or S3), recorded in the study.
+
+A store has a root, a folder or `s3://bucket/prefix`, and each study its own part of it:
+`<root>/<study>/`. So a study deleted with `optuna delete-study` leaves one folder (or prefix)
+that nothing else uses. The default root is
+beside the SQLite file (`studies.db` -> `studies.artifacts/`). PostgreSQL has no default:
+workers on several machines need a root they all reach, which only the user can name.
+The study records its root and how many models it keeps, so `worker`, `export` and the
+dashboard find them with nothing but the storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from search.errors import UserError
+from search.storage import folder_name, sqlite_path
+
+KEEP_MODELS = 3  # a study keeps the models of its best 3 complete trials unless --keep-models says otherwise
+ROOT_SUFFIX = ".artifacts"  # studies.db -> studies.artifacts/
+S3 = "s3://"
+# Study user attrs: the store's root ("" = models not kept) and how many models the study keeps.
+_ROOT, _KEEP = "artifacts", "keep_models"
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """One study's part of an artifact store: `<root>/<study>/`, a folder or an S3 prefix."""
+
+    root: str  # an absolute folder, or s3://bucket/prefix
+    study: str
+
+    @property
+    def where(self) -> str:
+        """The study's part of the store, as messages name it."""
+        return f"{self.root.rstrip('/')}/{self.study}/"
+
+    def open(self) -> optuna.artifacts.FileSystemArtifactStore | _Prefixed:
+        """The Optuna artifact store of this study's part (a folder is created on first use)."""
+        if self.root.startswith(S3):
+            bucket, _, prefix = self.root.removeprefix(S3).partition("/")
+            return _Prefixed(_boto3_store(bucket), f"{prefix.strip('/')}/{self.study}/".lstrip("/"))
+        folder = Path(self.root) / self.study
+        folder.mkdir(parents=True, exist_ok=True)
+        return FileSystemArtifactStore(folder)
+
+
+@dataclass(frozen=True)
+class Keeping:
+    """How a study keeps models: the store (None: not kept), how many, and the line that tells the user."""
+
+    store: ModelStore | None
+    keep: int
+    line: str
+
+
+def settle_keeping(url: str, study: optuna.Study, *, keep: int | None, root: str | None) -> Keeping:
+    """What `search run` (or a joining worker) keeps: the flags given, else what the study records, else
+    the defaults; recorded in the study. A store other than the one the study records is refused."""
+    attrs = study.user_attrs
+    keep = keep if keep is not None else attrs.get(_KEEP, KEEP_MODELS)
+    recorded = attrs.get(_ROOT) or None
+    given = _normal(root) if root is not None else None
+    if given and recorded and given != recorded:
+        raise UserError(
+            f"study '{study.study_name}' keeps its models in {recorded}; leave out --artifacts (or pass that), "
+            "or pick another --study"
+        )
+    root = given or recorded or default_root(url)
+    study.set_user_attr(_KEEP, keep)
+    study.set_user_attr(_ROOT, root or "")
+    if root is None:
+        line = (
+            "models are not kept: workers on several machines need one store they all reach; pass --artifacts "
+            "with a shared folder or s3://bucket/prefix"
+        )
+        return Keeping(None, keep, line if keep else "")
+    store = ModelStore(root, folder_name(study.study_name))
+    if not keep:
+        return Keeping(store, keep, "no model is kept (--keep-models 0)")
+    if not root.startswith(S3):
+        if not given and root != default_root(url) and not Path(root).is_dir():
+            # A worker on a machine that does not share the study's folder would keep models where no one looks.
+            return Keeping(None, keep, f"this worker keeps no model: the study's store {root} is not on this machine")
+        _check_folder(Path(root))
+    return Keeping(store, keep, f"the models of the best {keep} complete trials are kept in {store.where}")
+
+
+def recorded_store(attrs: dict, study: str) -> ModelStore | None:
+    """The store a study's user attrs record, or None (models not kept, or a study older than keeping)."""
+    root = attrs.get(_ROOT)
+    return ModelStore(root, study) if root else None
+
+
+def default_root(url: str) -> str | None:
+    """The root beside a SQLite file (`studies.db` -> `studies.artifacts`); None for other storages."""
+    path = sqlite_path(url)
+    return str(path.resolve().with_suffix(ROOT_SUFFIX)) if path is not None else None
+
+
+def _normal(root: str) -> str:
+    """`--artifacts` as recorded: an S3 URL as given, a folder made absolute (workers start elsewhere)."""
+    if root.startswith(S3):
+        if not root.removeprefix(S3).split("/")[0]:
+            raise UserError(f"--artifacts {root} names no bucket; use s3://bucket or s3://bucket/prefix")
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
+def _check_folder(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the model store {root} ({error.strerror}); pass another --artifacts or --keep-models 0"
+        ) from None
+
+
+def _boto3_store(bucket: str) -> optuna.artifacts.Boto3ArtifactStore:
+    try:
+        import boto3  # noqa: F401  (Optuna imports it too; this only turns its absence into one line)
+    except ImportError:
+        raise UserError("an s3:// model store needs boto3: pip install -e '.[s3]' (or pip install boto3)") from None
+    return optuna.artifacts.Boto3ArtifactStore(bucket)
+
+
+class _Prefixed:
+    """An artifact store with every id under one prefix: a study's part of a bucket."""
+
+    def __init__(self, store: optuna.artifacts.Boto3ArtifactStore, prefix: str) -> None:
+        self.store, self.prefix = store, prefix
+
+    def open_reader(self, artifact_id: str) -> IO[bytes]:
+        return self.store.open_reader(self.prefix + artifact_id)
+
+    def write(self, artifact_id: str, content_body: IO[bytes]) -> None:
+        self.store.write(self.prefix + artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(self.prefix + artifact_id)

@@ -1,0 +1,109 @@
+"""The study's best models: a complete trial's model is kept, as an Optuna artifact of it, while among the best K.
+
+A trial trains in a process of its own (search/forked.py), which saves its best epoch's model to
+a scratch file. The loop's process, which tells Optuna how the trial ended, keeps the model
+before it tells: Optuna records an artifact only with a trial still running, and a failure here
+cannot lose the trial, whose result is already in hand. Only a trial among the study's best K is
+uploaded; an upload that fails (a full disk, an unwritable folder) is recorded on the trial
+(`TrialRecord.model_not_kept`), which completes all the same. After each trial the loop forgets
+the models of the trials that fell out of the best K.
+
+Why two workers never delete each other's best models: a trial outside the best K of some complete
+trials is outside the best K of any larger set of them, and the complete trials only grow. A worker
+reads which trials have models before it reads the values it ranks, so every finished trial it
+judges is among those values; running trials it leaves alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import upload_artifact
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from search.artifacts import Keeping, ModelStore
+from search.optuna_internals import TrialArtifact, complete_values, forget_trial_artifact, trial_artifacts
+from search.record import TrialRecord
+
+MODEL_SUFFIX = ".keras"  # a trial's artifact with this ending is its model (others may hold other files)
+
+
+class KeptModels:
+    """Keeps the models of a study's best `keep` complete trials in `store` (module docstring)."""
+
+    def __init__(self, store: ModelStore, keep: int) -> None:
+        self.store, self.keep = store, keep
+        self.scratch = Path(tempfile.mkdtemp(prefix="search-models-"))
+        weakref.finalize(self, _remove_scratch, self.scratch, os.getpid())
+
+    @classmethod
+    def of(cls, keeping: Keeping) -> KeptModels | None:
+        """The keeper a study's settled `keeping` asks for; None where it has no store."""
+        return cls(keeping.store, keeping.keep) if keeping.store is not None else None
+
+    def scratch_path(self, number: int) -> Path | None:
+        """Where trial `number`'s process saves its model for the loop to keep; None when no model is kept."""
+        return self.scratch / f"trial_{number}{MODEL_SUFFIX}" if self.keep else None
+
+    def trial_ended(self, study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+        """Before the trial is told: upload its model if it completed among the best; the scratch file goes."""
+        path = self.scratch_path(trial.number)
+        if path is None or not path.exists():
+            return
+        try:
+            if state == TrialState.COMPLETE and trial.number in best_numbers(study, self.keep, (trial.number, value)):
+                upload_artifact(artifact_store=self.store.open(), file_path=str(path), study_or_trial=trial)
+        except Exception as error:  # whatever the store (or the ranking) raised, the trial completes; the attr says why
+            why = TrialRecord(model_not_kept=f"keeping it in {self.store.where} failed: {error}")
+            for key, attr in why.to_attrs().items():
+                trial.set_user_attr(key, attr)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def prune(self, study: optuna.Study) -> None:
+        """Forget the models of finished trials outside the best `keep`: the record first, then the file.
+
+        A crash between the two leaves a file no trial records, which `search clean-artifacts`
+        removes; never a record without its file.
+        """
+        models = kept_models(study)
+        if not models:
+            return
+        best = best_numbers(study, self.keep)
+        store = None
+        for model in models:
+            if not model.state.is_finished() or (model.state == TrialState.COMPLETE and model.number in best):
+                continue
+            forget_trial_artifact(study, model.number, model.artifact_id)
+            # Another worker may have removed it first; and a file left behind costs disk, not the search
+            # (`search clean-artifacts` takes it).
+            with contextlib.suppress(Exception):
+                store = store or self.store.open()
+                store.remove(model.artifact_id)
+
+
+def best_numbers(study: optuna.Study, keep: int, ending: tuple[int, float | None] | None = None) -> set[int]:
+    """The numbers of the study's best `keep` complete trials (ties: the earlier), with `ending` (number, value)
+    counted as complete too."""
+    values = complete_values(study)
+    if ending is not None and ending[1] is not None:
+        values.append(ending)
+    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    return {number for number, _ in sorted(values, key=lambda nv: (-sign * nv[1], nv[0]))[:keep]}
+
+
+def kept_models(study: optuna.Study) -> list[TrialArtifact]:
+    """The models the study's trials keep, by trial number (a running trial's included)."""
+    return [a for a in trial_artifacts(study) if a.filename.endswith(MODEL_SUFFIX)]
+
+
+def _remove_scratch(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:  # a trial's forked process shares the folder: only its maker removes it
+        shutil.rmtree(folder, ignore_errors=True)
