@@ -2,7 +2,7 @@
 
 A store has a root, a folder or `s3://bucket/prefix`, and each study its own part of it:
 `<root>/<study>/`. So a study deleted with `optuna delete-study` leaves one folder (or prefix)
-that nothing else uses. The default root is
+that nothing else uses, and `search clean-artifacts` can remove it whole. The default root is
 beside the SQLite file (`studies.db` -> `studies.artifacts/`). PostgreSQL has no default:
 workers on several machines need a root they all reach, which only the user can name.
 The study records its root and how many models it keeps, so `worker`, `export` and the
@@ -11,14 +11,17 @@ dashboard find them with nothing but the storage.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import TrialState
 
 from search.errors import UserError
+from search.optuna_internals import trial_artifacts
 from search.storage import folder_name, sqlite_path
 
 KEEP_MODELS = 3  # a study keeps the models of its best 3 complete trials unless --keep-models says otherwise
@@ -143,3 +146,47 @@ class _Prefixed:
 
     def remove(self, artifact_id: str) -> None:
         self.store.remove(self.prefix + artifact_id)
+
+
+def clean_artifacts(url: str, storage: optuna.storages.BaseStorage, root: str | None) -> list[str]:
+    """Remove what no study of the storage uses from a store's root; one line per thing done or to do.
+
+    In a folder root: the folder of a study the storage no longer has (deleted with `optuna
+    delete-study`), and in a study's own folder the files no trial records (left by an upload that
+    failed midway or a worker killed mid-upload) unless the study has a trial running (its
+    upload may be under way). An S3 root: the lines say what to remove, with the AWS command line.
+    """
+    studies = {s.study_name: s for s in storage.get_all_studies()}
+    roots = {r for s in studies.values() if (r := s.user_attrs.get(_ROOT))}
+    roots |= {r for r in (_normal(root) if root else default_root(url),) if r}
+    lines = []
+    for found in sorted(roots):
+        if found.startswith(S3):
+            gone = "a study no longer in the storage" if not studies else f"any study but {', '.join(studies)}"
+            lines.append(f"{found}: remove the prefixes of {gone} with `aws s3 rm --recursive {found}/STUDY/`")
+            continue
+        lines += _clean_folder(Path(found), studies, storage) or [f"{found}: nothing to clean"]
+    return lines or ["no model store to clean"]
+
+
+def _clean_folder(root: Path, studies: dict, storage: optuna.storages.BaseStorage) -> list[str]:
+    if not root.is_dir():
+        return []
+    lines = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name not in studies:
+            count = sum(1 for _ in folder.iterdir())
+            shutil.rmtree(folder)
+            lines.append(f"removed {folder}: {count} file(s) of study '{folder.name}', which the storage no longer has")
+            continue
+        study = optuna.load_study(study_name=folder.name, storage=storage)
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            lines.append(f"left {folder} alone: study '{folder.name}' has a trial running; clean again when it ends")
+            continue
+        recorded = {a.artifact_id for a in trial_artifacts(study)}
+        stray = [p for p in folder.iterdir() if p.name not in recorded]
+        for path in stray:
+            path.unlink()
+        if stray:
+            lines.append(f"removed {len(stray)} file(s) from {folder} that no trial of '{folder.name}' records")
+    return lines

@@ -84,12 +84,17 @@ def _rank(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from search.export import export_trial, write_yaml
+    from search.export import export_trial, write_stored_model, write_yaml
 
     exported = export_trial(args.storage, args.study, args.trial)
     for warning in exported.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.model is not None:
+        write_stored_model(args.storage, exported, args.model)
+    wrote_model = f"wrote {args.model}: trial {exported.provenance['trial']}'s model as the search kept it"
     if args.out is None:
+        if args.model is not None:
+            print(wrote_model, file=sys.stderr)  # stdout is the YAML
         print(exported.to_yaml(), end="")
         return
     write_yaml(exported, args.out)
@@ -98,20 +103,41 @@ def _export(args: argparse.Namespace) -> None:
         f"wrote {args.out}: trial {origin['trial']} of study '{origin['study']}', "
         f"{origin['objective']} {origin['value']:.4f}; retrain it with: make train CONFIG={args.out}"
     )
+    if args.model is not None:
+        print(f"{wrote_model}; test it as it is with: make train CONFIG={args.out} FROM_STORED=1")
 
 
 def _train(args: argparse.Namespace) -> None:
-    from search.final import report_lines, retrain
+    from search.final import evaluate_stored, report_lines, retrain
 
-    scores = retrain(
-        args.config,
-        full_train=args.full_train,
-        out_dir=args.out_dir,
-        subset_size=args.subset,
-        epochs=args.epochs or 0,
-        dataset=args.dataset,
-    )
+    if args.from_stored:
+        changed = [
+            flag
+            for flag, value in (("--full-train", args.full_train), ("--subset", args.subset), ("--epochs", args.epochs))
+            if value
+        ]
+        if changed:
+            raise UserError(
+                f"--from-stored evaluates the model the search kept, as it is; leave out {', '.join(changed)}"
+            )
+        scores = evaluate_stored(args.config, out_dir=args.out_dir, dataset=args.dataset)
+    else:
+        scores = retrain(
+            args.config,
+            full_train=args.full_train,
+            out_dir=args.out_dir,
+            subset_size=args.subset,
+            epochs=args.epochs or 0,
+            dataset=args.dataset,
+        )
     print("\n".join(report_lines(scores)))
+
+
+def _clean_artifacts(args: argparse.Namespace) -> None:
+    from search.artifacts import clean_artifacts
+    from search.storage import open_storage
+
+    print("\n".join(clean_artifacts(args.storage, open_storage(args.storage, must_exist=True), args.artifacts)))
 
 
 def _dashboard(args: argparse.Namespace) -> None:
@@ -297,6 +323,9 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--study", help="study name (may be left out when the storage holds one study)")
     export.add_argument("--trial", type=int, help="export this trial number instead of the best (must be complete)")
     export.add_argument("--out", type=_path, help="YAML file to write (default: print to stdout)")
+    export.add_argument(
+        "--model", type=_path, metavar="FILE.keras", help="also write the trial's model as the search kept it"
+    )
     _add_storage(export)
     export.set_defaults(handler=_export)
 
@@ -331,6 +360,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "train and test on it; it must be what the config's trial trained on "
         f"(default: what its provenance names, else {DEFAULT_DATASET})",
         default=None,
+    )
+    train.add_argument(
+        "--from-stored",
+        action="store_true",
+        help="do not retrain: evaluate the model the search kept for the config's trial once on the test set",
     )
     train.set_defaults(handler=_train)
 
@@ -393,6 +427,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_dashboard(commands)
     _add_report(commands)
+    clean = commands.add_parser(
+        "clean-artifacts", help="remove kept models no study uses (a study deleted with `optuna delete-study`)"
+    )
+    clean.add_argument(
+        "--artifacts", metavar="WHERE", help="a store's root to clean too (default: beside the SQLite file)"
+    )
+    _add_storage(clean)
+    clean.set_defaults(handler=_clean_artifacts)
     return parser
 
 

@@ -14,15 +14,24 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from search.artifacts import ModelStore, recorded_store
 from search.config import ConfigFile, TrialConfig, read_yaml
 from search.data import title
 from search.errors import UserError
+from search.kept import kept_models, stored_model, write_model
 from search.optuna_internals import state_counts, stored_trial
 from search.rank import load_studies
 from search.record import TrialRecord
 from search.spec import DEFAULT_DATASET, identity
 
-__all__ = ["Exported", "boundary_warnings", "export_trial", "read_yaml", "write_yaml"]  # read_yaml: config.py's
+__all__ = [
+    "Exported",
+    "boundary_warnings",
+    "export_trial",
+    "read_yaml",
+    "write_stored_model",
+    "write_yaml",
+]  # read_yaml: config.py's
 
 # A best value this close to an end of its range (as a fraction of the range, in log space for
 # log-scaled ones) counts as at the edge: a sampler rarely lands exactly on a float bound.
@@ -119,7 +128,29 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "versions": record.versions,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": attrs.get("command"),
+        "stored_model": _stored_model(study, trial),  # where the search kept its model; None: not kept
     }
+
+
+def _stored_model(study: optuna.Study, trial: FrozenTrial) -> dict[str, str] | None:
+    store, model = recorded_store(study.user_attrs, study.study_name), stored_model(study, trial.number)
+    return {"store": store.root, "artifact_id": model.artifact_id} if store and model else None
+
+
+def write_stored_model(storage_url: str, exported: Exported, path: Path) -> None:
+    """Write the exported trial's kept model to `path`, or raise a UserError naming the trials that have one."""
+    origin = exported.provenance
+    model = origin.get("stored_model")
+    retrain = "or retrain it: make train CONFIG=... (the YAML export)"
+    if model is None:
+        study = _one_study(storage_url, origin["study"])
+        kept = [model.number for model in kept_models(study)]
+        which = f"trials {', '.join(map(str, kept))} have one" if kept else "the study kept none"
+        raise UserError(
+            f"trial {origin['trial']} of study '{origin['study']}' has no kept model (a study keeps those of its best "
+            f"--keep-models complete trials; {which}); export one of those with --trial, {retrain}"
+        )
+    write_model(ModelStore(model["store"], origin["study"]), model["artifact_id"], path, fix=retrain)
 
 
 def boundary_warnings(trial: FrozenTrial, space: str) -> list[str]:

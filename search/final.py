@@ -2,6 +2,8 @@
 
 This is the only module that touches the test images: the search never sees them, so the
 test accuracy printed here is an honest estimate for a config chosen on validation accuracy.
+`--from-stored` tests the model the search kept for the config's trial instead (search/kept.py):
+no retrain, so the validation score is the trial's own, to the last digit.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from search._keras import keras
+from search.artifacts import ModelStore
 from search.config import OBJECTIVES, ConfigFile, TrialConfig, read_yaml
 from search.data import Dataset, load_dataset
 from search.errors import UserError
+from search.kept import write_model
 from search.spec import DEFAULT_DATASET, IMPLIED, library_versions
 from search.train import TrialResult, train
 
@@ -68,12 +72,53 @@ def retrain(
             f"lower learning_rate in {config_path} (or export another trial)"
         )
     measured = evaluate_saved(model_path, data)
-    scores = _scores(exported, config, result, measured, config_path, model_path, full_train, subset_size, data)
-    try:
-        scores_path.write_text(json.dumps(scores, indent=2) + "\n")
-    except OSError as error:
-        raise UserError(f"cannot write {scores_path} ({error.strerror}); pick another --out-dir") from None
+    training = _training(result, data, subset_size, full_train)
+    scores = _scores(exported, config, training, measured, config_path, model_path, full_train, subset_size, data)
+    _write_scores(scores, scores_path)
     return scores
+
+
+def evaluate_stored(
+    config_path: Path, *, out_dir: Path | None = None, dataset: str | None = None, data: Dataset | None = None
+) -> dict[str, Any]:
+    """Evaluate the model the search kept for the config's trial once on the test set, without retraining.
+
+    The model is copied out of the study's store to where `retrain` would save one, and scored
+    like a retrained one, on the data the trial trained on (`dataset`, `data`: as `retrain` takes
+    them); the scores say `from_stored`. Returns the scores, also written as JSON.
+    """
+    exported = read_yaml(config_path)
+    origin, model = exported.provenance, exported.provenance.get("stored_model")
+    if not model:
+        raise UserError(
+            f"{config_path} names no kept model (its trial's model was not kept, or it was exported before models "
+            "were); retrain it without --from-stored, or export a trial whose model was kept"
+        )
+    model_path, scores_path = output_paths(config_path, out_dir)
+    _check_writable(model_path.parent)
+    data = data if data is not None else _load(origin, dataset, config_path)
+    store = ModelStore(model["store"], origin["study"])
+    write_model(store, model["artifact_id"], model_path, fix="retrain the config without --from-stored")
+    measured = evaluate_saved(model_path, data)
+    subset = origin.get("subset") or 0
+    training = {
+        "trained_on": f"{subset or len(data.y_train):,} training {data.examples}",
+        "from_stored": store.where + model["artifact_id"],
+        **{key: origin.get(key) for key in ("best_epoch", "epochs_run", "param_count")},
+        "seconds": 0.0,
+        "history": {},
+    }
+    config = exported.config
+    scores = _scores(exported, config, training, measured, config_path, model_path, False, subset, data)
+    _write_scores(scores, scores_path)
+    return scores
+
+
+def _write_scores(scores: dict[str, Any], path: Path) -> None:
+    try:
+        path.write_text(json.dumps(scores, indent=2) + "\n")
+    except OSError as error:
+        raise UserError(f"cannot write {path} ({error.strerror}); pick another --out-dir") from None
 
 
 def evaluate_saved(model_path: Path, data: Dataset) -> dict[str, dict[str, float]]:
@@ -135,10 +180,16 @@ def _check_fits(config: TrialConfig, data: Dataset, config_path: Path, subset_si
 def report_lines(scores: dict[str, Any]) -> list[str]:
     """What `search train` prints: what was trained, validation vs the trial's record, the test score."""
     val, test, recorded = scores["validation"], scores["test"], scores["recorded"]
-    lines = [
-        f"trained on {scores['trained_on']}: {scores['epochs_run']} epoch(s), best epoch {scores['best_epoch']} "
-        f"(its weights are kept), {scores['param_count']:,} parameters, {scores['seconds']:.0f}s"
-    ]
+    trained = f"{scores['epochs_run']} epoch(s), best epoch {scores['best_epoch']} (its weights are kept)"
+    if scores["from_stored"]:
+        first = (
+            f"not retrained (--from-stored): trial {recorded['trial']}'s model as the search kept it, "
+            f"{scores['from_stored']}; trained there on {scores['trained_on']}: {trained}"
+        )
+    else:
+        first = f"trained on {scores['trained_on']}: {trained}"
+    seconds = "" if scores["from_stored"] else f", {scores['seconds']:.0f}s"
+    lines = [f"{first}, {scores['param_count']:,} parameters{seconds}"]
     line = f"validation accuracy {val['accuracy']:.4f} (loss {val['loss']:.4f})"
     if scores["full_train"]:
         line += ": not a fair number, --full-train trained on these images"
@@ -182,7 +233,7 @@ def _check_writable(folder: Path) -> None:
 def _scores(
     exported: ConfigFile,
     config: TrialConfig,
-    result: TrialResult,
+    training: dict[str, Any],
     measured: dict[str, dict[str, float]],
     config_path: Path,
     model_path: Path,
@@ -190,30 +241,38 @@ def _scores(
     subset_size: int,
     data: Dataset,
 ) -> dict[str, Any]:
+    """The scores file: the run's settings, the model's numbers, the `training` that made it (`_training`)."""
     epochs = (exported.config.epochs, config.epochs)
-    n_examples = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)
-    split = f"training + validation {data.examples}" if full_train else f"training {data.examples}"
     return {
         "config_file": str(config_path),
         "model": str(model_path),
         "scores": str(output_paths(config_path, model_path.parent)[1]),
-        "trained_on": f"{n_examples:,} {split}",
         "full_train": full_train,
         "subset": subset_size,
         **measured,
         "recorded": _recorded(exported.provenance, measured["validation"], full_train, subset_size, epochs),
         "epochs": config.epochs,  # what this run planned: the config's, or --epochs
         "config_epochs": exported.config.epochs,  # the config file's (the trial's) own
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "param_count": result.params,
-        "seconds": round(result.seconds, 2),
-        "history": result.history,
+        **training,
         "dataset": data.name,
         "dataset_checksum": data.checksum,
         "versions": library_versions(),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),
+    }
+
+
+def _training(result: TrialResult, data: Dataset, subset_size: int, full_train: bool) -> dict[str, Any]:
+    n_examples = (subset_size or len(data.y_train)) + (len(data.y_val) if full_train else 0)
+    split = f"training + validation {data.examples}" if full_train else f"training {data.examples}"
+    return {
+        "trained_on": f"{n_examples:,} {split}",
+        "from_stored": None,  # retrained here, not the model the search kept
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "param_count": result.params,
+        "seconds": round(result.seconds, 2),
+        "history": result.history,
     }
 
 

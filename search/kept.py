@@ -25,10 +25,12 @@ from pathlib import Path
 
 import optuna
 from optuna.artifacts import upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from search.artifacts import Keeping, ModelStore
+from search.errors import UserError
 from search.optuna_internals import TrialArtifact, complete_values, forget_trial_artifact, trial_artifacts
 from search.record import TrialRecord
 
@@ -102,6 +104,25 @@ def best_numbers(study: optuna.Study, keep: int, ending: tuple[int, float | None
 def kept_models(study: optuna.Study) -> list[TrialArtifact]:
     """The models the study's trials keep, by trial number (a running trial's included)."""
     return [a for a in trial_artifacts(study) if a.filename.endswith(MODEL_SUFFIX)]
+
+
+def stored_model(study: optuna.Study, number: int) -> TrialArtifact | None:
+    """Trial `number`'s kept model, or None."""
+    return next((a for a in kept_models(study) if a.number == number), None)
+
+
+def write_model(store: ModelStore, artifact_id: str, path: Path, *, fix: str) -> None:
+    """Copy a kept model out of the store to `path`, or raise a UserError saying what is missing and `fix`."""
+    try:
+        with store.open().open_reader(artifact_id) as reader, path.open("wb") as out:
+            shutil.copyfileobj(reader, out)
+    except ArtifactNotFound:
+        path.unlink(missing_ok=True)
+        raise UserError(
+            f"model {artifact_id} is no longer in {store.where} (fell out of the best, or cleaned); {fix}"
+        ) from None
+    except OSError as error:
+        raise UserError(f"cannot write {path} ({error.strerror or error}); {fix}") from None
 
 
 def _remove_scratch(folder: Path, owner: int) -> None:

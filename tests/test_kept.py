@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY_STUDY, TINY_STUDY_KEEPS, run_synthetic_workers
+from conftest import TINY_STUDY, TINY_STUDY_KEEPS, run_synthetic_workers, search_cli
 from optuna.trial import TrialState
 
 from search import synthetic
+from search._keras import keras
 from search.artifacts import ModelStore, recorded_store, settle_keeping
 from search.backends import get_backend
+from search.cli import main
+from search.config import read_yaml
+from search.data import Dataset
 from search.errors import UserError
+from search.export import export_trial, write_yaml
+from search.final import evaluate_stored
 from search.kept import KeptModels, kept_models
 from search.progress import Progress
 from search.record import TrialRecord
@@ -130,3 +137,87 @@ def test_the_tiny_study_keeps_its_best_two_models(tiny_study: str) -> None:
     kept = kept_models(study)
     assert [m.number for m in kept] == _best(study, TINY_STUDY_KEEPS)
     assert _files(recorded_store(study.user_attrs, TINY_STUDY)) == {m.artifact_id for m in kept}
+
+
+# What reads the kept models: export --model, train --from-stored, clean-artifacts.
+
+
+def test_clean_artifacts_removes_a_deleted_study_s_models_and_stray_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    study, models = _synthetic(tmp_path, "kept")
+    _run(study, models, 2)
+    gone, gone_models = _synthetic(tmp_path, "gone")
+    _run(gone, gone_models, 2)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    optuna.delete_study(study_name="gone", storage=url)
+    (Path(models.store.where) / "stray").write_text("left by an upload that failed midway")
+    assert main(["clean-artifacts", "--storage", url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"removed {gone_models.store.where.rstrip('/')}: 2 file(s) of study 'gone', which the storage no longer has",
+        f"removed 1 file(s) from {models.store.where.rstrip('/')} that no trial of 'kept' records",
+    ]
+    assert _files(models.store) == {m.artifact_id for m in kept_models(study)} and len(kept_models(study)) == 2
+    assert not Path(gone_models.store.where).exists()
+
+
+@pytest.fixture
+def best_exported(tiny_study: str, tmp_path: Path) -> tuple[Path, optuna.trial.FrozenTrial]:
+    result = search_cli(
+        "export",
+        "--storage",
+        tiny_study,
+        "--out",
+        str(tmp_path / "best.yaml"),
+        "--model",
+        str(tmp_path / "best-stored.keras"),
+    )
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "best.yaml", optuna.load_study(study_name=TINY_STUDY, storage=tiny_study).best_trial
+
+
+def test_the_best_stored_model_gives_its_recorded_validation_accuracy_exactly(best_exported, mnist: Dataset) -> None:
+    config, best = best_exported
+    model = keras.saving.load_model(config.parent / "best-stored.keras", safe_mode=True)
+    scores = model.evaluate(mnist.x_val, mnist.y_val, batch_size=1000, verbose=0, return_dict=True)
+    keras.backend.clear_session()
+    assert scores["accuracy"] == best.value
+
+
+def test_train_from_stored_tests_the_kept_model_without_retraining(
+    best_exported, capsys: pytest.CaptureFixture
+) -> None:
+    config, best = best_exported
+    assert main(["train", str(config), "--from-stored", "--out-dir", str(config.parent / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"not retrained (--from-stored): trial {best.number}'s model as the search kept it, ")
+    assert f"trial {best.number} recorded val_accuracy {best.value:.4f} (difference +0.0000)" in lines[1]
+    scores = json.loads((config.parent / "out" / "best.scores.json").read_text())
+    assert scores["from_stored"].endswith(read_yaml(config).provenance["stored_model"]["artifact_id"])
+    assert scores["validation"]["accuracy"] == best.value and scores["recorded"]["difference"] == 0
+    assert (config.parent / "out" / "best.keras").read_bytes() == (config.parent / "best-stored.keras").read_bytes()
+    assert main(["train", str(config), "--from-stored", "--epochs", "3"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --from-stored evaluates the model the search kept, as it is; leave out --epochs\n"
+    )
+
+
+def test_a_trial_whose_model_was_not_kept_says_which_were(tiny_study: str, tmp_path: Path) -> None:
+    study = optuna.load_study(study_name=TINY_STUDY, storage=tiny_study)
+    kept = [m.number for m in kept_models(study)]
+    (dropped,) = {t.number for t in study.get_trials()} - set(kept)
+    result = search_cli(
+        "export", "--storage", tiny_study, "--trial", str(dropped), "--model", str(tmp_path / "m.keras")
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: trial {dropped} of study '{TINY_STUDY}' has no kept model (a study keeps those of its best "
+        f"--keep-models complete trials; trials {', '.join(map(str, kept))} have one); export one of those with "
+        "--trial, or retrain it: make train CONFIG=... (the YAML export)"
+    )
+    assert not (tmp_path / "m.keras").exists()
+    exported = export_trial(tiny_study, TINY_STUDY, dropped)
+    write_yaml(exported, tmp_path / "dropped.yaml")
+    with pytest.raises(UserError, match="names no kept model"):
+        evaluate_stored(tmp_path / "dropped.yaml")
