@@ -12,12 +12,14 @@ dashboard find them with nothing but the storage.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
 from search.errors import UserError
@@ -29,6 +31,7 @@ ROOT_SUFFIX = ".artifacts"  # studies.db -> studies.artifacts/
 S3 = "s3://"
 # Study user attrs: the store's root ("" = models not kept) and how many models the study keeps.
 _ROOT, _KEEP = "artifacts", "keep_models"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,39 @@ class _Prefixed:
 
     def remove(self, artifact_id: str) -> None:
         self.store.remove(self.prefix + artifact_id)
+
+
+class EveryStudysStore:
+    """The dashboard's artifact store: each artifact read from the store of whichever study holds it.
+
+    optuna-dashboard takes one store for a whole storage, and asks it by artifact id alone. The
+    studies are looked up at each request, so studies made after the dashboard started show too.
+    """
+
+    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+        self.storage = storage
+
+    def _stores(self) -> list[ModelStore]:
+        studies = self.storage.get_all_studies()
+        return [s for study in studies if (s := recorded_store(study.user_attrs, study.study_name)) is not None]
+
+    def open_reader(self, artifact_id: str) -> IO[bytes]:
+        return self._first(lambda store: store.open_reader(artifact_id), artifact_id)
+
+    def write(self, artifact_id: str, content_body: IO[bytes]) -> None:
+        raise ArtifactNotFound("uploads through the dashboard are not kept: `search run` keeps the models")
+
+    def remove(self, artifact_id: str) -> None:
+        self._first(lambda store: store.remove(artifact_id), artifact_id)
+
+    def _first(self, act: Callable[[Any], T], artifact_id: str) -> T:
+        """`act` on the first study's store that holds the artifact."""
+        for store in self._stores():
+            try:
+                return act(store.open())
+            except ArtifactNotFound:
+                continue
+        raise ArtifactNotFound(f"no study's store holds artifact {artifact_id}")
 
 
 def clean_artifacts(url: str, storage: optuna.storages.BaseStorage, root: str | None) -> list[str]:

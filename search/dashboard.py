@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from search.artifacts import EveryStudysStore
 from search.errors import UserError
 from search.storage import open_storage
 
@@ -18,7 +19,8 @@ def serve(storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
 
     The storage is opened the way the search opens it (SQLite in write-ahead-log mode, writers
     wait for the lock), so the dashboard reads while a search writes and neither sees
-    "database is locked".
+    "database is locked". Each trial's kept model shows on its page (Artifacts), read from its
+    study's store (search/artifacts.py).
 
     Raises:
         UserError: the storage does not exist or cannot be opened, or the address cannot be bound.
@@ -29,7 +31,7 @@ def serve(storage_url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) 
     storage = open_storage(storage_url, must_exist=True, bulk_reads=True)
     print(f"optuna-dashboard on {dashboard_url(host, port)} (Ctrl-C stops it)", flush=True)
     try:
-        optuna_dashboard.run_server(storage, host=host, port=port)
+        optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=EveryStudysStore(storage))
     except OSError as error:
         raise UserError(
             f"cannot serve on {host}:{port} ({error.strerror or error}); pass another --port or --host"

@@ -23,8 +23,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
+from search.artifacts import recorded_store
 from search.cli import main
 from search.dashboard import dashboard_url
+from search.kept import stored_model
 from search.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,6 +213,7 @@ class PageText:
     study_page: str
     trial_list: list[str]
     curve: list[str]  # the chosen trial's "Intermediate Values" rows: "<step> <value>"
+    artifacts: list[tuple[str, str]]  # the chosen trial's artifact cards: (file name, download address)
 
 
 def _browse(base: str, trial: int, last_trial: int, folder: Path) -> PageText:
@@ -236,9 +239,14 @@ def _browse(base: str, trial: int, last_trial: int, folder: Path) -> PageText:
         rows = browser.find_elements(By.XPATH, "//p[.='Intermediate Values']/following-sibling::div//p")
         curve = [row.text for row in rows]
         browser.save_screenshot(str(folder / "dashboard-trial.png"))
+        download = (By.XPATH, "//a[@aria-label='download artifact']")
+        card = wait.until(seen.presence_of_element_located(download))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
+        browser.save_screenshot(str(folder / "dashboard-artifact.png"))
+        cards = [(a.get_attribute("download"), a.get_attribute("href")) for a in browser.find_elements(*download)]
     finally:
         browser.quit()
-    return PageText(study_link, study_page, trial_list, curve)
+    return PageText(study_link, study_page, trial_list, curve, cards)
 
 
 def test_dashboard_in_a_browser_shows_the_study_its_trials_and_a_learning_curve(
@@ -257,3 +265,11 @@ def test_dashboard_in_a_browser_shows_the_study_its_trials_and_a_learning_curve(
     assert sorted(read) == [1, 2]
     assert all(math.isclose(read[step], best.intermediate_values[step]) for step in read)
     assert (tmp_path / "dashboard-trial.png").stat().st_size > 10_000
+    # The best trial's kept model shows as its artifact, and the download serves the stored file itself.
+    model = stored_model(stored, best.number)
+    (name, address), *others = page.artifacts
+    assert (name, others) == (f"trial_{best.number}.keras", [])
+    assert address.startswith(f"{polled_search.base}/artifacts/") and address.endswith(f"/{model.artifact_id}")
+    with urllib.request.urlopen(address, timeout=30) as response:
+        served = response.read()
+    assert served == (Path(recorded_store(stored.user_attrs, STUDY).where) / model.artifact_id).read_bytes()
