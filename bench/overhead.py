@@ -6,15 +6,21 @@
    the start of TensorFlow's runtime in the fresh process (inside train()'s seconds, but a cost
    of the fork, timed on its own), plus the per-epoch reporting (trial.report + should_prune on
    SQLite, also inside train()) timed on its own; all against the trial's train() seconds.
+   The trials keep their models as a search does (the best 3, search/kept.py): the loop's upload
+   and pruning are in the driver's seconds; saving the `.keras` file is inside train() and timed
+   on its own, as is the loop's keeping of one model in the worst case (every trial among the best,
+   so every trial uploads one and deletes one).
 2. A study of 1,000 trials made quickly (trivial objective, realistic attrs: a 20-epoch history
    and a full config per trial), then `search rank` and `search export` as a user runs them.
 
     python bench/overhead.py --trials 3 --epochs 20
+    python bench/overhead.py --trials 2 --epochs 2      # a short check that it runs (a few minutes)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import subprocess
@@ -24,11 +30,15 @@ import time
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 from search._keras import share_gpus, tf
+from search.artifacts import settle_keeping
 from search.config import TrialConfig
 from search.data import load_mnist
 from search.forked import Forked
+from search.kept import KeptModels
+from search.model import build_model
 from search.objective import Objective
 from search.optuna_internals import stored_trial
 from search.progress import Progress
@@ -41,18 +51,19 @@ TARGET_OVERHEAD = 0.01
 TARGET_SECONDS = 2.0
 
 
-def trial_overhead(n_trials: int, epochs: int, folder: Path) -> tuple[list[float], list[float]]:
+def trial_overhead(n_trials: int, epochs: int, folder: Path, keep: int) -> tuple[list[float], list[float]]:
     """(driver seconds outside train(), train() seconds) for each of `n_trials` real trials.
 
     Each trial goes through `run_trials` as in `search run`: its process forked, sampled,
-    trained, recorded, reported.
+    trained, recorded, reported, its model kept while among the best `keep`.
     """
     spec = StudySpec(space="size", backend="tpe", pruner="none", epochs=epochs, baseline=False)
-    search = open_search(spec, f"sqlite:///{folder}/overhead.db", "overhead", seed=0)
+    search = open_search(spec, f"sqlite:///{folder}/overhead.db", "overhead", seed=0, keep_models=keep)
     study, backend = search.study, search.backend
     for _ in range(n_trials):  # the same model every time, so trials are alike
         study.enqueue_trial(params_for("size", spec.base()))
-    objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
+    progress = Progress(n_trials, spec.objective)
+    objective = Objective(spec, load_mnist(), n_trials, progress, KeptModels.of(search.keeping))
     outside, inside = [], []
     for done in range(1, n_trials + 1):
         start = time.perf_counter()
@@ -74,6 +85,45 @@ def runtime_start_seconds() -> float:
         return time.perf_counter() - start
 
     return statistics.median(Forked(first_op).result() for _ in range(5))
+
+
+def model_save_seconds(folder: Path) -> tuple[float, int]:
+    """Median seconds a trial's process takes to save the reference model as `.keras` (optimizer state
+    included, as after training), and the file's bytes. Inside train()'s seconds, so timed on its own."""
+
+    def save() -> tuple[float, int]:
+        model = build_model(TrialConfig())
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.optimizer.build(model.trainable_variables)
+        times = []
+        for k in range(5):
+            start = time.perf_counter()
+            model.save(folder / f"saved-{k}.keras")
+            times.append(time.perf_counter() - start)
+        return statistics.median(times), (folder / "saved-0.keras").stat().st_size
+
+    return Forked(save).result()  # a process of its own: this one forks trials afterwards
+
+
+def keep_seconds(folder: Path, size: int, keep: int = 3) -> float:
+    """Median seconds the loop spends keeping one trial's model of `size` bytes, in the worst case:
+    every trial better than the last, so each one is ranked, uploaded, and pushes one out (deleted)."""
+    url = f"sqlite:///{folder}/keep.db"
+    study = optuna.create_study(study_name="keep", storage=url, direction="maximize")  # no heartbeat: no trial runs
+    models = KeptModels.of(settle_keeping(url, study, keep=keep, root=None))
+    times = []
+    for number in range(keep + 8):
+        trial = study.ask()
+        models.scratch_path(trial.number).write_bytes(os.urandom(size))
+        value = 0.9 + number / 1000
+        start = time.perf_counter()
+        models.trial_ended(study, trial, TrialState.COMPLETE, value)
+        uploaded = time.perf_counter()
+        study.tell(trial, value)  # the loop's own tell, not the keeping's: not timed
+        told = time.perf_counter()
+        models.prune(study)
+        times.append(uploaded - start + time.perf_counter() - told)
+    return statistics.median(times[keep:])  # once the best are full, each trial deletes one
 
 
 def report_seconds(folder: Path, epochs: int) -> float:
@@ -135,20 +185,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--keep-models", type=int, default=3, help="models the study keeps (search run's default)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         runtime = runtime_start_seconds()  # before anything here runs TensorFlow: forks are safe
-        outside, inside = trial_overhead(args.trials, args.epochs, folder)
+        save, size = model_save_seconds(folder)
+        outside, inside = trial_overhead(args.trials, args.epochs, folder, args.keep_models)
         per_epoch = report_seconds(folder, args.epochs)
+        keeping = keep_seconds(folder, size)
         driver, training = statistics.median(outside), statistics.median(inside)
-        share = (driver + runtime + args.epochs * per_epoch) / training
+        saved = save if args.keep_models else 0.0
+        share = (driver + runtime + args.epochs * per_epoch + saved) / training
         print(
             f"driver outside train(): median {driver * 1000:.0f} ms per trial (each: "
-            f"{', '.join(f'{o * 1000:.0f}' for o in outside)} ms); runtime start in the trial's process "
-            f"{runtime * 1000:.0f} ms; per-epoch report {per_epoch * 1000:.1f} ms; a {args.epochs}-epoch trial "
-            f"of the reference model trains {training:.0f} s -> overhead {share:.2%} (target < {TARGET_OVERHEAD:.0%})"
+            f"{', '.join(f'{o * 1000:.0f}' for o in outside)} ms; --keep-models {args.keep_models}); runtime start "
+            f"in the trial's process {runtime * 1000:.0f} ms; per-epoch report {per_epoch * 1000:.1f} ms; "
+            f"saving the model {saved * 1000:.0f} ms; a {args.epochs}-epoch trial of the reference model trains "
+            f"{training:.0f} s -> overhead {share:.2%} (target < {TARGET_OVERHEAD:.0%})"
+        )
+        print(
+            f"keeping models: the trial's process saves the reference model's .keras ({size / 1e6:.1f} MB) in "
+            f"{save * 1000:.0f} ms; the loop ranks, uploads it and deletes the one it pushes out in "
+            f"{keeping * 1000:.0f} ms (worst case: every trial among the best) -> "
+            f"{(save + keeping) / training:.2%} of the {args.epochs}-epoch trial"
         )
         url = f"sqlite:///{folder}/big.db"
         start = time.perf_counter()
