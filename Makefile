@@ -18,6 +18,10 @@ STORAGE   ?=
 SEED      ?=
 WORKERS   ?=
 DATASET   ?=
+KEEP      ?=
+ARTIFACTS ?=
+MODEL     ?=
+FROM_STORED ?=
 OUT       ?= best.yaml
 CONFIG    ?= best.yaml
 HOST      ?= 127.0.0.1
@@ -27,9 +31,9 @@ opt = $(if $($(1)),--$(2) $($(1)))
 RUN_FLAGS = --space $(SPACE) $(call opt,BACKEND,backend) $(call opt,PRUNER,pruner) $(call opt,TRIALS,trials) \
 	$(call opt,EPOCHS,epochs) $(call opt,TIMEOUT,timeout) $(call opt,OBJECTIVE,objective) \
 	$(call opt,STUDY,study) $(call opt,STORAGE,storage) $(call opt,SEED,seed) $(call opt,WORKERS,workers) \
-	$(call opt,DATASET,dataset)
+	$(call opt,DATASET,dataset) $(call opt,KEEP,keep-models) $(call opt,ARTIFACTS,artifacts)
 
-.PHONY: setup data search worker rank dashboard export train report compare test lint format bench clean
+.PHONY: setup data search worker rank dashboard export train report compare clean-artifacts test lint format bench clean
 
 # The venv is rebuilt when pyproject.toml changes; the stamp records a finished install.
 $(VENV)/.installed: pyproject.toml
@@ -56,16 +60,19 @@ dashboard: setup
 	$(SEARCH) dashboard $(call opt,STORAGE,storage) --host $(HOST) --port $(PORT)
 
 export: setup
-	$(SEARCH) export $(call opt,STUDY,study) $(call opt,STORAGE,storage) --out $(OUT)
+	$(SEARCH) export $(call opt,STUDY,study) $(call opt,STORAGE,storage) --out $(OUT) $(call opt,MODEL,model)
 
 train: setup
-	$(SEARCH) train $(CONFIG) $(call opt,EPOCHS,epochs) $(call opt,DATASET,dataset)
+	$(SEARCH) train $(CONFIG) $(call opt,EPOCHS,epochs) $(call opt,DATASET,dataset) $(if $(FROM_STORED),--from-stored)
 
 report: setup
 	$(SEARCH) report $(call opt,STUDY,study) $(call opt,STORAGE,storage)
 
 compare: setup
 	$(SEARCH) report --compare $(call opt,STORAGE,storage) $(call opt,DATASET,dataset)
+
+clean-artifacts: setup
+	$(SEARCH) clean-artifacts $(call opt,STORAGE,storage) $(call opt,ARTIFACTS,artifacts)
 
 # One pytest worker per core (three measured slower: 15.3 against about 12 minutes), each taking whole
 # test files so module fixtures are built once. The tests keep their data cache in data/ (tests/conftest.py),
@@ -86,4 +93,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .kt .paused reports studies.db
+	rm -rf $(VENV) data .kt .paused reports studies.db studies.artifacts
