@@ -64,8 +64,11 @@ class KeptModels:
                 upload_artifact(artifact_store=self.store.open(), file_path=str(path), study_or_trial=trial)
         except Exception as error:  # whatever the store (or the ranking) raised, the trial completes; the attr says why
             why = TrialRecord(model_not_kept=f"keeping it in {self.store.where} failed: {error}")
-            for key, attr in why.to_attrs().items():
-                trial.set_user_attr(key, attr)
+            # Unless another worker failed the trial as stale meanwhile: then nothing more is written to it,
+            # and telling it will say so.
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                for key, attr in why.to_attrs().items():
+                    trial.set_user_attr(key, attr)
         finally:
             path.unlink(missing_ok=True)
 

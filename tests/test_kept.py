@@ -89,6 +89,15 @@ def test_an_upload_that_fails_fails_the_keeping_not_the_trial(tmp_path: Path) ->
     assert kept_models(study) == []
 
 
+def test_a_trial_failed_as_stale_while_its_model_is_kept_does_not_stop_the_worker(tmp_path: Path) -> None:
+    study, models = _synthetic(tmp_path)
+    trial = study.ask()
+    models.scratch_path(trial.number).write_text("a model")
+    study.tell(trial, state=TrialState.FAIL)  # another worker took it for a dead worker's
+    models.trial_ended(study, trial, TrialState.COMPLETE, 0.9)
+    assert kept_models(study) == [] and list(models.scratch.iterdir()) == []
+
+
 def test_keep_zero_keeps_none(tmp_path: Path) -> None:
     study, models = _synthetic(tmp_path, keep=0)
     _run(study, models, 2)
