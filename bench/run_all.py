@@ -56,7 +56,7 @@ def machine() -> str:
     """This machine in a few words: CPU count and model."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
     models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
-    vector = ", AVX-512" if " avx512f" in cpuinfo else ""
+    vector = ", AVX-512" if " avx512f" in cpuinfo else ", AVX2, no AVX-512" if " avx2" in cpuinfo else ""
     return f"{os.cpu_count()} CPUs ({models[0] if models else 'unknown model'}{vector})"
 
 

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from run_all import BENCHMARKS, REPO, section, write_section
+from run_all import BENCHMARKS, REPO, machine, section, write_section
 
 from search.backends import BACKENDS
 from search.cli import _parser
@@ -85,6 +85,7 @@ class Figures:
     pruned: int = 0
     cut: int = 0  # started but not finished within the budget: failed, or cut at the deadline
     epochs: int = 0
+    launched: datetime.datetime | None = None
 
 
 def settings_for(backend: str, cap: int) -> tuple[str, int]:
@@ -318,6 +319,7 @@ def stored_runs(folders: list[Path], args: argparse.Namespace) -> list[Figures]:
             trials = optuna.load_study(study_name=run["study"], storage=storage).trials if run["study"] in made else []
             launched = datetime.datetime.fromisoformat(run["launched"])
             runs.append(figures(trials, run["backend"], run["seed"], launched, args.budget))
+            runs[-1].launched = launched
         # Held connections made the next open_storage() here fail ("database disk image is malformed").
         storage.engine.dispose()
     args.seeds = sorted({r.seed for r in runs})
@@ -337,7 +339,15 @@ def main(argv: list[str] | None = None) -> None:
         minutes = (time.monotonic() - started) / 60
         judged = args.budget >= FULL["budget"] and not args.subset and len(args.seeds) >= len(FULL["seeds"])
         name = SECTION if judged else SHORT_SECTION
-        write_section(args.benchmarks, *name, section(command, body, load_before, minutes))
+        if args.report_from:  # the runs were made earlier: say when, not this process's load
+            launches = [r.launched for r in runs]
+            text = (
+                f"Runs launched {min(launches):%Y-%m-%d %H:%M} to {max(launches):%H:%M} on {machine()}, "
+                f"reported from their storage by:\n\n```\n{command}\n```\n\n{body.strip()}\n"
+            )
+        else:
+            text = section(command, body, load_before, minutes)
+        write_section(args.benchmarks, *name, text)
 
 
 if __name__ == "__main__":
