@@ -52,13 +52,19 @@ def stderr_silenced() -> Iterator[None]:
 
 
 @contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """Inside the block SIGTERM stops the search as Ctrl-C does (the running trial is recorded as failed)."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+def signals_interrupt() -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM stop the search as Ctrl-C does (the running trial is recorded as failed).
+
+    SIGINT too, because a process started with SIGINT ignored (a background job of a
+    non-interactive shell, some test runners' workers) inherits that, and Python then leaves it
+    ignored: a benchmark's or a supervisor's SIGINT would be lost and the search run on.
+    """
+    previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _interrupt(signum: int, frame: object) -> None:

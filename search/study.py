@@ -16,7 +16,7 @@ from search.data import Dataset, load_dataset
 from search.errors import UserError
 from search.kept import KeptModels
 from search.objective import Objective
-from search.process import sigterm_interrupts
+from search.process import signals_interrupt
 from search.progress import Progress, format_seconds
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.spec import DEFAULT_PRUNER, IDENTITY, IMPLIED, StudySpec, identity
@@ -226,7 +226,7 @@ def _work(
         progress.note(keeping.line)
     objective = Objective(spec, data, n_trials, progress, KeptModels.of(keeping))
     try:
-        with sigterm_interrupts():
+        with signals_interrupt():
             run_trials(study, backend, objective, n_trials, timeout)
     except KeyboardInterrupt:
         progress.note(

@@ -157,7 +157,16 @@ def test_sigint_marks_the_running_trial_failed_and_says_how_to_resume(tmp_path):
         "--storage",
         url,
     ]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started with SIGINT ignored, as a background job of a script is (and as some test runners
+    # start their children): the search must stop on it all the same.
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         # Inside training, not between trials: 49 of its 50 epochs are still to come.
         wait_for(lambda: epochs_reported(tmp_path / "studies.db", 0), "trial 0 reporting an epoch", alive=process)
