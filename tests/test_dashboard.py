@@ -44,7 +44,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1400,1000",
 )
 STUDY, TRIALS = "polled", 4
-WAIT_SECONDS = 60  # generous: the CI machine has two cores and trains while the browser renders
+WAIT_SECONDS = 240  # generous: the CI machine has two cores and trains while the browser renders
 
 
 @dataclass
