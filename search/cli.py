@@ -235,7 +235,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--trials",
         type=_positive,
-        default=100,
+        # High, so that the time budget decides: under asha a trial is one rung's training (from 1 epoch).
+        default=1000,
         help="finished trials the study should hold, resumed ones included (default: %(default)s)",
     )
     run.add_argument(

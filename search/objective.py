@@ -39,8 +39,11 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         begin_trial(self, trial)
         plan = TrialPlan.from_attrs(trial.user_attrs)
-        base = self.spec.reference() if plan.baseline else self.spec.base()
-        config = self.space(trial, base.replace(seed=self.spec.seed + trial.number))
+        seed = self.spec.seed + trial.number
+        if plan.baseline:  # the note's reference model, which `full`'s network cannot express
+            config = self.spec.reference().replace(seed=seed)
+        else:
+            config = self.space(trial, self.spec.base().replace(seed=seed))
         _record(trial, TrialRecord(config=config.to_dict()))  # before training: a killed trial keeps it too
         last_epoch = plan.epochs or config.epochs
         # The baseline is the yardstick: never pruned, so every study can be ranked against it.

@@ -74,6 +74,19 @@ def live_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.T
     return optuna.Trial(study, trial._trial_id)
 
 
+def first_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Record `trial`'s heartbeat now, not when the heartbeat thread first runs.
+
+    Optuna fails a dead worker's RUNNING trial only once that trial has a heartbeat gone stale;
+    one that never had any stays RUNNING forever (a worker killed between ask and its heartbeat
+    thread's first write, as a fresh-clone test run caught).
+    """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        study._storage.record_heartbeat(trial._trial_id)
+
+
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Optuna's heartbeat for `trial` while the block runs, as optimize() keeps one (ask and tell do not)."""

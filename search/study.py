@@ -40,9 +40,8 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
     if not recorded:
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
-        if spec.baseline:
-            baseline = TrialPlan(baseline=True).to_attrs()
-            study.enqueue_trial(params_for(spec.space, spec.reference()), user_attrs=baseline)
+        if spec.baseline:  # the reference model whatever the space: no draw of it, so no params
+            study.enqueue_trial({}, user_attrs=TrialPlan(baseline=True).to_attrs())
         if spec.prior and (known := prior(spec.space, spec.base(), spec.dataset)) is not None:
             study.enqueue_trial(params_for(spec.space, known), user_attrs=TrialPlan(prior=True).to_attrs())
         return study

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from search.backends import Backend
 from search.forked import ChildDied, Forked
 from search.kept import KeptModels
-from search.optuna_internals import heartbeat, live_trial, stored_trial
+from search.optuna_internals import first_heartbeat, heartbeat, live_trial, stored_trial
 from search.optuna_internals import state_counts as counts
 from search.progress import Progress
 from search.record import FailReason, TrialRecord
@@ -124,6 +124,7 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         # Optuna warns that heartbeats are meant for optimize(); this loop keeps the heartbeat itself.
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         trial = study.ask()
+    first_heartbeat(study, trial)  # before anything can kill this process: see its docstring
     objective.last_number = trial.number
     refused = backend.start_trial(study, trial)
     if refused:

