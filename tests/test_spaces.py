@@ -31,7 +31,7 @@ RANGES: dict[str, Any] = {
     "batchnorm": ["none", "before_activation", "after_activation"],
     "lr_schedule": ["constant", "step", "exponential", "cosine", "plateau"],
     "depth": (1, 4),
-    "width": [256, 512, 1024, 2048],
+    "width": [256, 512, 1024],
     "learning_rate": (1e-4, 3e-2),
     "sgd_learning_rate": (1e-2, 0.3),
     "lr_decay_factor": (0.1, 0.9),

@@ -82,10 +82,14 @@ def _gp(seed: int) -> optuna.samplers.BaseSampler:
 
 
 OPTUNA_BACKENDS: dict[str, BackendFactory] = {
-    # Multivariate TPE models parameters jointly; `group` handles the conditional units_layer_k;
+    # Multivariate TPE models parameters jointly; `group` handles the conditional parameters;
     # the constant liar keeps parallel workers from all sampling next to the same good trial.
+    # 5 random start-up trials, not Optuna's 10: a 10-minute search on a 2-core host finished 5 to
+    # 12 trials, so with 10 TPE never proposed one (BENCHMARKS.md, "Search efficiency").
     "tpe": _sampler_backend(
-        lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        lambda seed: optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=5, multivariate=True, group=True, constant_liar=True
+        )
     ),
     "random": _sampler_backend(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
     "qmc": _sampler_backend(lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)),
