@@ -43,7 +43,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1400,1000",
 )
-STUDY, TRIALS = "polled", 4
+STUDY, TRIALS = "polled", 3
 WAIT_SECONDS = 240  # generous: the CI machine has two cores and trains while the browser renders
 
 
