@@ -204,11 +204,13 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
     from search.artifacts import KEEP_MODELS, ROOT_SUFFIX
-    from search.backends import BACKENDS, PRUNERS
+    from search.backends import BACKENDS, MULTI_OBJECTIVE_BACKENDS, PRUNERS
     from search.config import OBJECTIVES
     from search.spec import (
+        COSTS,
         DEFAULT_BACKEND,
         DEFAULT_DATASET,
+        DEFAULT_MULTI_PRUNER,
         DEFAULT_OBJECTIVE,
         DEFAULT_PRUNER,
         DEFAULT_SPACE,
@@ -225,12 +227,17 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--pruner",
         help=f"stops poor trials early (Optuna backends): {', '.join(PRUNERS)} (default: a resumed study's own, "
-        f"else {DEFAULT_PRUNER})",
+        f"else {DEFAULT_PRUNER}; with several objectives {DEFAULT_MULTI_PRUNER}: a trial goes on while it keeps "
+        "up with the trials no larger)",
     )
     run.add_argument(
         "--objective",
+        type=_objective,
         default=DEFAULT_OBJECTIVE,
-        help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized (default: %(default)s)",
+        help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized; or a Pareto front of it "
+        f"against costs, minimized: a comma list adding {' and/or '.join(COSTS)} (trainable parameters; ms per "
+        f"1,000 images), e.g. val_accuracy,params (backends {', '.join(MULTI_OBJECTIVE_BACKENDS)}; pruner "
+        f"{DEFAULT_MULTI_PRUNER} or none) (default: %(default)s)",
     )
     run.add_argument(
         "--trials",
@@ -455,6 +462,16 @@ def _dataset(text: str) -> str:
 
     try:
         return dataset_name(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _objective(text: str) -> str:
+    """`--objective`, checked and spelled one way (no spaces), so a study's identity compares alike."""
+    from search.spec import objectives_of
+
+    try:
+        return ",".join(objectives_of(text))
     except UserError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 

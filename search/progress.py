@@ -54,7 +54,7 @@ class Progress:
         """The trial's line, then the bar from the study's counts (other workers' trials included)."""
         self.trained_here += 1
         record = TrialRecord.from_attrs(trial.user_attrs)
-        value = f"{self.objective} {trial.value:.4f}" if trial.value is not None else record.fail_message
+        value = f"{self.objective} {trial.values[0]:.4f}" if trial.values else record.fail_message
         if trial.state == TrialState.PRUNED:
             how = "paused (may be promoted)" if record.plan.pause else "pruned"
             value = f"{how}, last {self.objective} {_last(trial):.4f}"
@@ -76,7 +76,11 @@ class Progress:
         filled = min(_BAR_WIDTH, _BAR_WIDTH * done // max(1, self.n_trials))
         eta = format_seconds(self.eta(done))
         try:
-            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+            best = (
+                f"front of {len(study.best_trials)} trials"
+                if len(study.directions) > 1
+                else f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+            )
         except ValueError:
             best = "no complete trial yet"
         return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{self.n_trials} trials  {best}  ETA {eta}"

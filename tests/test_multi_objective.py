@@ -1,0 +1,114 @@
+"""Studies of several objectives (accuracy against size or latency) and their size-aware pruner.
+
+The pruner's judgement and the front's readers are driven with trials made by `create_trial` in a
+real SQLite study; one in-process search trains two tiny trials to show a real trial pruned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.backends import SizeAwarePruner
+from search.backends._size_aware import Peer, best_so_far
+from search.errors import UserError
+from search.record import TrialRecord
+from search.spec import StudySpec, objectives_of
+from search.study import open_search, run_study
+
+REFERENCE_PARAMS = 912_226  # the reference network's, every trial's in the schedule space
+
+
+def test_an_objective_list_is_a_metric_then_costs():
+    assert objectives_of("val_accuracy") == ("val_accuracy",)
+    assert objectives_of("val_accuracy, params,latency") == ("val_accuracy", "params", "latency")
+    spec = StudySpec(space="size", backend="tpe", objective="val_loss,latency")
+    assert (spec.metric, spec.directions, spec.default_pruner) == ("val_loss", ["minimize", "minimize"], "size-aware")
+    assert StudySpec(space="size", backend="tpe").default_pruner == "asha"
+    for text, message in [
+        ("val_accuracy,size", "unknown objective 'size'"),
+        ("val_accuracy,params,params", "names params twice"),
+        ("params,val_accuracy", "name one validation metric (val_accuracy or val_loss) first"),
+        ("val_accuracy,val_loss", "name one validation metric"),
+    ]:
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            objectives_of(text)
+
+
+def _pruner(measure: str = "params") -> SizeAwarePruner:
+    return SizeAwarePruner(measure=measure, metric="val_accuracy", sign=1.0)
+
+
+def test_a_trial_is_pruned_only_below_the_median_of_at_least_three_trials_no_larger():
+    pruner = _pruner()
+    peers = [Peer(100, best_so_far([0.90, 0.95], 1.0)) for _ in range(2)] + [Peer(5_000, [0.99, 0.99])]
+    assert not pruner.should_prune(peers, 1_000, [0.5]), "two trials no larger: too few to judge"
+    peers.append(Peer(500, best_so_far([0.80, 0.97], 1.0)))
+    assert pruner.should_prune(peers, 1_000, [0.5]), "below 0.90, 0.90, 0.80 at epoch 1"
+    assert not pruner.should_prune(peers, 1_000, [0.9]), "at their median: it keeps up"
+    assert not pruner.should_prune(peers, 400, [0.5]), "smaller than all but two: too few to judge"
+    assert pruner.should_prune(peers, 1_000, [0.5, 0.94]), "epoch 2: below 0.95, 0.95, 0.97"
+    assert not pruner.should_prune(peers, 1_000, [0.5, 0.94, 0.94]), "none of them reached epoch 3"
+    assert not pruner.should_prune(peers, 1_000, [0.97, 0.5]), "its best so far counts, not its last epoch"
+
+
+def test_for_a_loss_lower_is_better():
+    pruner = SizeAwarePruner(measure="params", metric="val_loss", sign=-1.0)
+    peers = [Peer(10, best_so_far([0.3], -1.0)) for _ in range(3)]
+    assert pruner.should_prune(peers, 10, [0.5]) and not pruner.should_prune(peers, 10, [0.2])
+
+
+def _finished(study: optuna.Study, state: TrialState, record: TrialRecord, values: list[float] | None = None) -> None:
+    study.add_trial(optuna.trial.create_trial(state=state, values=values, user_attrs=record.to_attrs()))
+
+
+def test_peers_are_finished_trials_with_a_size_and_a_curve(tmp_path: Path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize", "minimize"])
+    curve = {"val_accuracy": [0.9, 0.8]}
+    _finished(study, TrialState.COMPLETE, TrialRecord(trainable_params=10, latency_ms=2.0, history=curve), [0.9, 10])
+    _finished(study, TrialState.PRUNED, TrialRecord(trainable_params=20, history=curve))
+    _finished(study, TrialState.PRUNED, TrialRecord(history=curve))  # killed before it recorded a size
+    _finished(study, TrialState.FAIL, TrialRecord(trainable_params=5, history=curve))
+    running = study.ask()
+    assert _pruner().peers(study, running.number) == [Peer(10, [0.9, 0.9]), Peer(20, [0.9, 0.9])]
+    assert _pruner("latency").peers(study, running.number) == [Peer(2.0, [0.9, 0.9])]
+
+
+@pytest.mark.parametrize("backend", ["kt-random", "kt-hyperband"])
+@pytest.mark.parametrize("objective", ["val_accuracy,params", "val_accuracy,latency"])
+def test_keras_tuner_cannot_search_several_objectives(backend: str, objective: str, tmp_path: Path):
+    spec = StudySpec(space="size", backend=backend, objective=objective, pruner=None)
+    with pytest.raises(UserError, match="backends that can: tpe, random, nsgaii"):
+        open_search(spec, f"sqlite:///{tmp_path / 's.db'}", "s", seed=0)
+
+
+def test_pruners_that_need_reported_values_are_refused(tmp_path: Path):
+    spec = StudySpec(space="size", backend="tpe", objective="val_accuracy,params", pruner="asha")
+    with pytest.raises(UserError, match="pick size-aware or none"):
+        open_search(spec, f"sqlite:///{tmp_path / 's.db'}", "s", seed=0)
+
+
+def test_a_trial_behind_smaller_ones_is_pruned_with_its_curve_kept(tmp_path: Path):
+    """Three made-up small trials at 99% from epoch 1 on, then the baseline (never pruned) and one real trial."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = StudySpec(
+        space="schedule", backend="random", objective="val_accuracy,params", pruner=None, subset=300, epochs=2
+    )
+    study = open_search(spec, url, "s", seed=0).study
+    assert study.user_attrs["pruner"] == "size-aware" and study.user_attrs["objective"] == "val_accuracy,params"
+    small = TrialRecord(trainable_params=1_000, history={"val_accuracy": [0.99, 0.99]}, first_epoch=1)
+    for _ in range(3):
+        _finished(study, TrialState.COMPLETE, small, [0.99, 1_000])
+    assert run_study(spec, study="s", storage=url, n_trials=5, timeout=None) == 0
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    baseline, searched = (t for t in study.get_trials() if "config" in t.user_attrs)
+    assert baseline.state == TrialState.COMPLETE and baseline.user_attrs["baseline"]
+    assert baseline.values == [max(baseline.user_attrs["history"]["val_accuracy"]), REFERENCE_PARAMS]
+    assert searched.state == TrialState.PRUNED, "912,226 parameters and far below three trials of 1,000"
+    assert searched.user_attrs["trainable_params"] == REFERENCE_PARAMS
+    assert len(searched.user_attrs["history"]["val_accuracy"]) == searched.user_attrs["epochs_run"] == 1
+    assert searched.intermediate_values == {}, "a multi-objective trial takes no report"
