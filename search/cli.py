@@ -80,13 +80,16 @@ def _worker(args: argparse.Namespace) -> int:
 def _rank(args: argparse.Namespace) -> None:
     from search.rank import leaderboard_text
 
-    print(leaderboard_text(args.storage, args.study, top=args.top, fmt=args.format))
+    print(leaderboard_text(args.storage, args.study, top=args.top, fmt=args.format, pareto=args.pareto))
 
 
 def _export(args: argparse.Namespace) -> None:
-    from search.export import export_trial, write_stored_model, write_yaml
+    from search.export import Budget, export_trial, write_stored_model, write_yaml
 
-    exported = export_trial(args.storage, args.study, args.trial)
+    budget = None
+    if args.max_params is not None or args.max_latency is not None:
+        budget = Budget(max_params=args.max_params, max_latency_ms=args.max_latency)
+    exported = export_trial(args.storage, args.study, args.trial, budget=budget)
     for warning in exported.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.model is not None:
@@ -322,14 +325,33 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
     rank.add_argument("--study", action="append", help="only this study (repeatable)")
     rank.add_argument("--top", type=_positive, default=20, help="rows to show (default: %(default)s)")
     rank.add_argument("--format", default=FORMATS[0], choices=FORMATS, help="(default: %(default)s)")
+    rank.add_argument(
+        "--pareto",
+        action="store_true",
+        help="only the Pareto-optimal trials of studies of several objectives (column `pareto` marks them)",
+    )
     _add_storage(rank)
     rank.set_defaults(handler=_rank)
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser("export", help="write a study's best trial (or --trial N) as a complete YAML config")
+    export = commands.add_parser(
+        "export", help="write a study's best trial (or --trial N, or the best within --max-params N) as a YAML config"
+    )
     export.add_argument("--study", help="study name (may be left out when the storage holds one study)")
     export.add_argument("--trial", type=int, help="export this trial number instead of the best (must be complete)")
+    export.add_argument(
+        "--max-params",
+        type=_positive,
+        metavar="N",
+        help="a study of several objectives: the most accurate complete trial of at most N trainable parameters",
+    )
+    export.add_argument(
+        "--max-latency",
+        type=_positive_float,
+        metavar="MS",
+        help="... of at most MS milliseconds per 1,000 images (its study measured latency)",
+    )
     export.add_argument("--out", type=_path, help="YAML file to write (default: print to stdout)")
     export.add_argument(
         "--model", type=_path, metavar="FILE.keras", help="also write the trial's model as the search kept it"
@@ -480,6 +502,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
 
 

@@ -87,6 +87,9 @@ def test_a_truncated_database_is_refused_and_left_alone(tmp_path: Path, capsys: 
         (["rank", "--study", "nope"], "no study named 'nope'"),
         (["export", "--study", "nope"], "no study named 'nope'"),
         (["export", "--study", "s", "--trial", "99"], "trial 99"),
+        (["export", "--study", "s", "--max-params", "1000"], "study 's' optimizes one"),
+        (["export", "--study", "s", "--max-latency", "0"], "--max-latency: must be above 0, got 0"),
+        (["rank", "--study", "s", "--pareto"], "--pareto lists the front of studies of several objectives"),
         (["report", "--study", "nope"], "no study named 'nope'"),
     ],
 )

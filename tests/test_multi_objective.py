@@ -6,6 +6,8 @@ real SQLite study; one in-process search trains two tiny trials to show a real t
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import optuna
@@ -14,8 +16,11 @@ from optuna.trial import TrialState
 
 from search.backends import SizeAwarePruner
 from search.backends._size_aware import Peer, best_so_far
+from search.cli import main
+from search.config import TrialConfig
 from search.errors import UserError
-from search.record import TrialRecord
+from search.export import Budget, export_trial
+from search.record import TrialPlan, TrialRecord
 from search.spec import StudySpec, objectives_of
 from search.study import open_search, run_study
 
@@ -112,3 +117,56 @@ def test_a_trial_behind_smaller_ones_is_pruned_with_its_curve_kept(tmp_path: Pat
     assert searched.user_attrs["trainable_params"] == REFERENCE_PARAMS
     assert len(searched.user_attrs["history"]["val_accuracy"]) == searched.user_attrs["epochs_run"] == 1
     assert searched.intermediate_values == {}, "a multi-objective trial takes no report"
+
+
+# (accuracy, trainable parameters, baseline) of a made-up study: trial 2 is dominated by trial 1.
+FRONT = [(0.97, 1_000, False), (0.98, 5_000, True), (0.975, 8_000, False), (0.99, 100_000, False)]
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> str:
+    """A study of accuracy against parameters, as `search run` records one, without training."""
+    url = f"sqlite:///{tmp_path / 'front.db'}"
+    study = optuna.create_study(study_name="front", storage=url, directions=["maximize", "minimize"])
+    for key, value in StudySpec(space="size", backend="tpe", objective="val_accuracy,params").attrs().items():
+        study.set_user_attr(key, value)
+    for accuracy, params, baseline in FRONT:
+        record = TrialRecord(config=TrialConfig().to_dict(), trainable_params=params, param_count=params)
+        attrs = {**record.to_attrs(), **TrialPlan(baseline=baseline).to_attrs()}
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, params], user_attrs=attrs))
+    _finished(study, TrialState.PRUNED, TrialRecord(trainable_params=10, history={"val_accuracy": [0.5]}))
+    return url
+
+
+def test_rank_marks_the_front_and_lists_only_it(front: str, capsys: pytest.CaptureFixture):
+    assert main(["rank", "--storage", front, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["trial"], r["pareto"]) for r in rows] == [("3", "True"), ("1", "True"), ("2", "False"), ("0", "True")]
+    assert rows[1]["vs_baseline"] == "0.0" and rows[0]["trainable_params"] == "100000"
+    assert main(["rank", "--storage", front, "--format", "csv", "--pareto"]) == 0
+    assert [r["trial"] for r in csv.DictReader(io.StringIO(capsys.readouterr().out))] == ["3", "1", "0"]
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"),
+    [(Budget(), 3), (Budget(max_params=99_999), 1), (Budget(max_params=4_999), 0), (Budget(max_params=1_000), 0)],
+)
+def test_export_picks_the_most_accurate_trial_within_the_budget(front: str, budget: Budget, expected: int):
+    exported = export_trial(front, "front", budget=None if budget == Budget() else budget)
+    assert exported.provenance["trial"] == expected
+    assert exported.provenance["objective"] == "val_accuracy", "what a retrain is compared with"
+    assert exported.provenance["trainable_params"] == FRONT[expected][1]
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        (Budget(max_params=999), "no complete trial of study 'front' is within --max-params 999"),
+        (Budget(max_latency_ms=5.0), "study 'front' recorded no latency of its trials"),
+    ],
+)
+def test_export_says_why_no_trial_fits(front: str, budget: Budget, message: str):
+    with pytest.raises(UserError, match=message):
+        export_trial(front, "front", budget=budget)
+    with pytest.raises(UserError, match="--trial picks trial 2 whatever its cost"):
+        export_trial(front, "front", 2, budget=budget)
