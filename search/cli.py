@@ -238,8 +238,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
         type=_objective,
         default=DEFAULT_OBJECTIVE,
         help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized; or a Pareto front of it "
-        f"against costs, minimized: a comma list adding {' and/or '.join(COSTS)} (trainable parameters; ms per "
-        f"1,000 images), e.g. val_accuracy,params (backends {', '.join(MULTI_OBJECTIVE_BACKENDS)}; pruner "
+        f"against costs, minimized: a comma list adding {' and/or '.join(f'{k} ({v})' for k, v in COSTS.items())}, "
+        f"e.g. val_accuracy,params (backends {', '.join(MULTI_OBJECTIVE_BACKENDS)}; pruner "
         f"{DEFAULT_MULTI_PRUNER} or none) (default: %(default)s)",
     )
     run.add_argument(

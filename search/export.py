@@ -23,7 +23,7 @@ from search.kept import kept_models, stored_model, write_model
 from search.optuna_internals import state_counts, stored_trial
 from search.rank import load_studies
 from search.record import TrialRecord
-from search.spec import DEFAULT_DATASET, identity
+from search.spec import DEFAULT_DATASET, identity, metric_of
 
 __all__ = [
     "Budget",
@@ -194,7 +194,7 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "trial": trial.number,
         "baseline": record.baseline,
         # The validation metric: what a retrain is compared with (search/final.py), in any study.
-        "objective": (attrs.get("objective") or "").partition(",")[0] or None,
+        "objective": metric_of(attrs.get("objective")),
         "value": trial.values[0],
         "epochs_run": record.epochs_run,
         "first_epoch": record.first_epoch,  # above 1: the trial continued a paused one's training (asha)

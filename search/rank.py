@@ -11,6 +11,7 @@ from search.errors import UserError
 from search.optuna_internals import complete_attrs
 from search.optuna_internals import state_counts as state_counts_of
 from search.record import ROW_KEYS, TrialRecord
+from search.spec import metric_of
 from search.storage import open_storage
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def _gain(difference: float, objective: str | None) -> float:
 
 def _minimized(objective: str | None) -> bool:
     """Whether a study's (first) objective is better lower: its validation metric, where it names several."""
-    return OBJECTIVES.get((objective or "").partition(",")[0], "max") == "min"
+    return OBJECTIVES.get(metric_of(objective) or "", "max") == "min"
 
 
 def leaderboard(studies: list[optuna.Study], top: int | None = None, *, pareto: bool = False) -> pd.DataFrame:

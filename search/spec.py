@@ -22,7 +22,7 @@ DEFAULT_OBJECTIVE = "val_accuracy"
 # What a study can minimize beside its validation metric, each a cost of the model: `params`, its
 # trainable parameters (known before training), and `latency`, milliseconds per 1,000 images at
 # batch 1,000 on the machine that trained it (measured after its first epoch); search/costs.py measures both.
-COSTS = ("params", "latency")
+COSTS = {"params": "trainable parameters", "latency": "ms per 1,000 images"}
 DEFAULT_DATASET = MNIST
 # Successive halving that pauses trials at rungs and promotes them from their weights (search/backends/_asha.py):
 # Optuna's own sent the first trial to the cap alone, and it took a 10-minute budget whole. One
@@ -137,6 +137,11 @@ def objectives_of(text: str) -> tuple[str, ...]:
             f"{', '.join(COSTS)}, e.g. val_accuracy,params"
         )
     return names
+
+
+def metric_of(objective: str | None) -> str | None:
+    """The validation metric of a study's recorded `objective` (its first, where it names several)."""
+    return objective.partition(",")[0] if objective else None
 
 
 def identity(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from search.config import TrialConfig
 from search.errors import UserError
 from search.export import Budget, export_trial
 from search.record import TrialPlan, TrialRecord
+from search.report.study import pareto_front, write_study_report
 from search.spec import StudySpec, objectives_of
 from search.study import open_search, run_study
 
@@ -170,3 +171,13 @@ def test_export_says_why_no_trial_fits(front: str, budget: Budget, message: str)
         export_trial(front, "front", budget=budget)
     with pytest.raises(UserError, match="--trial picks trial 2 whatever its cost"):
         export_trial(front, "front", 2, budget=budget)
+
+
+def test_the_report_draws_the_front_on_a_log_axis(front: str, tmp_path: Path):
+    page, *images = write_study_report(front, "front", tmp_path / "report", note=lambda line: None)
+    assert [image.name for image in images][:2] == ["pareto_front.png", "history.png"]
+    assert "4 on the Pareto front" not in page.read_text() and "3 on the Pareto front" in page.read_text()
+    axes = pareto_front(optuna.load_study(study_name="front", storage=front), "val_accuracy").axes[0]
+    assert axes.get_xscale() == "log" and axes.get_xlabel() == "trainable parameters (log scale)"
+    grey, optimal, baseline = (collection.get_offsets().tolist() for collection in axes.collections)
+    assert grey == [[8_000, 0.975]] and len(optimal) == 3 and baseline == [[5_000, 0.98]]
