@@ -57,7 +57,10 @@ class Progress:
         value = f"{self.objective} {trial.values[0]:.4f}" if trial.values else record.fail_message
         if trial.state == TrialState.PRUNED:
             how = "paused (may be promoted)" if record.plan.pause else "pruned"
-            value = f"{how}, last {self.objective} {_last(trial):.4f}"
+            value = f"{how}, last {self.objective} {_last(trial, record, self.objective):.4f}"
+        if len(study.directions) > 1 and record.trainable_params is not None:  # what the front weighs it by
+            value += f", {record.trainable_params:,} params"
+            value += f", {record.latency_ms:.1f} ms" if record.latency_ms is not None else ""
         epochs = f"epochs {record.epochs_run or 0}"
         if record.first_epoch and record.first_epoch > 1:
             epochs = f"epochs {record.first_epoch}-{record.first_epoch + (record.epochs_run or 0) - 1}"
@@ -99,6 +102,10 @@ class Progress:
             sys.stderr.write("\r\033[K")
 
 
-def _last(trial: FrozenTrial) -> float:
+def _last(trial: FrozenTrial, record: TrialRecord, objective: str) -> float:
+    """The last epoch's value: as reported, or as recorded where the trial could report none (several objectives)."""
     values = trial.intermediate_values
-    return values[max(values)] if values else math.nan
+    if values:
+        return values[max(values)]
+    curve = record.history.get(objective)
+    return curve[-1] if curve else math.nan

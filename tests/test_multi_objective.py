@@ -10,6 +10,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -18,8 +19,10 @@ from search.backends import SizeAwarePruner
 from search.backends._size_aware import Peer, best_so_far
 from search.cli import main
 from search.config import TrialConfig
+from search.costs import RUNS, WARM_UP, latency_ms, trainable_params
 from search.errors import UserError
 from search.export import Budget, export_trial
+from search.model import build_model
 from search.record import TrialPlan, TrialRecord
 from search.report.study import pareto_front, write_study_report
 from search.spec import StudySpec, objectives_of
@@ -181,3 +184,23 @@ def test_the_report_draws_the_front_on_a_log_axis(front: str, tmp_path: Path):
     assert axes.get_xscale() == "log" and axes.get_xlabel() == "trainable parameters (log scale)"
     grey, optimal, baseline = (collection.get_offsets().tolist() for collection in axes.collections)
     assert grey == [[8_000, 0.975]] and len(optimal) == 3 and baseline == [[5_000, 0.98]]
+
+
+def test_trainable_params_leave_out_batch_norms_moving_statistics():
+    model = build_model(TrialConfig(hidden_units=(8,), batchnorm="before_activation"))
+    assert trainable_params(model) == model.count_params() - 2 * 8
+
+
+def test_latency_is_the_median_of_timed_calls_on_1000_images_after_warm_up():
+    class Model:
+        """Records what it is asked to predict."""
+
+        def __init__(self) -> None:
+            self.batches: list[tuple[int, ...]] = []
+
+        def predict_on_batch(self, batch: np.ndarray) -> None:
+            self.batches.append(batch.shape)
+
+    model = Model()
+    assert latency_ms(model, np.zeros((300, 28, 28), np.uint8)) >= 0
+    assert model.batches == [(1_000, 28, 28)] * (WARM_UP + RUNS), "a small validation split is repeated to 1,000"
