@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, replace
 
 import optuna
@@ -41,6 +42,10 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
     if not recorded:
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
+        if spec.multi_objective:  # the names optuna-dashboard and Optuna's plots put on the front's axes
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, and how they learn them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(spec.objectives))
         if spec.baseline:  # the reference model whatever the space: no draw of it, so no params
             study.enqueue_trial({}, user_attrs=TrialPlan(baseline=True).to_attrs())
         if spec.prior and (known := prior(spec.space, spec.base(), spec.dataset)) is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import FRONT, made_up_front
 from optuna.trial import TrialState
 
 from search.backends import SizeAwarePruner
@@ -23,7 +24,7 @@ from search.costs import RUNS, WARM_UP, latency_ms, trainable_params
 from search.errors import UserError
 from search.export import Budget, export_trial
 from search.model import build_model
-from search.record import TrialPlan, TrialRecord
+from search.record import TrialRecord
 from search.report.study import pareto_front, write_study_report
 from search.spec import StudySpec, objectives_of
 from search.study import open_search, run_study
@@ -123,22 +124,10 @@ def test_a_trial_behind_smaller_ones_is_pruned_with_its_curve_kept(tmp_path: Pat
     assert searched.intermediate_values == {}, "a multi-objective trial takes no report"
 
 
-# (accuracy, trainable parameters, baseline) of a made-up study: trial 2 is dominated by trial 1.
-FRONT = [(0.97, 1_000, False), (0.98, 5_000, True), (0.975, 8_000, False), (0.99, 100_000, False)]
-
-
 @pytest.fixture
 def front(tmp_path: Path) -> str:
-    """A study of accuracy against parameters, as `search run` records one, without training."""
     url = f"sqlite:///{tmp_path / 'front.db'}"
-    study = optuna.create_study(study_name="front", storage=url, directions=["maximize", "minimize"])
-    for key, value in StudySpec(space="size", backend="tpe", objective="val_accuracy,params").attrs().items():
-        study.set_user_attr(key, value)
-    for accuracy, params, baseline in FRONT:
-        record = TrialRecord(config=TrialConfig().to_dict(), trainable_params=params, param_count=params)
-        attrs = {**record.to_attrs(), **TrialPlan(baseline=baseline).to_attrs()}
-        study.add_trial(optuna.trial.create_trial(values=[accuracy, params], user_attrs=attrs))
-    _finished(study, TrialState.PRUNED, TrialRecord(trainable_params=10, history={"val_accuracy": [0.5]}))
+    made_up_front(url, "front")
     return url
 
 
