@@ -16,7 +16,7 @@ import pytest
 from conftest import FRONT, made_up_front
 from optuna.trial import TrialState
 
-from search.backends import SizeAwarePruner
+from search.backends import MULTI_OBJECTIVE_BACKENDS, SizeAwarePruner, get_backend
 from search.backends._size_aware import Peer, best_so_far
 from search.cli import main
 from search.config import TrialConfig
@@ -28,6 +28,7 @@ from search.record import TrialRecord
 from search.report.study import pareto_front, write_study_report
 from search.spec import StudySpec, objectives_of
 from search.study import open_search, run_study
+from spaces import SPACES
 
 REFERENCE_PARAMS = 912_226  # the reference network's, every trial's in the schedule space
 
@@ -193,3 +194,19 @@ def test_latency_is_the_median_of_timed_calls_on_1000_images_after_warm_up():
     model = Model()
     assert latency_ms(model, np.zeros((300, 28, 28), np.uint8)) >= 0
     assert model.batches == [(1_000, 28, 28)] * (WARM_UP + RUNS), "a small validation split is repeated to 1,000"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # driven with ask/tell here
+@pytest.mark.parametrize("backend_name", MULTI_OBJECTIVE_BACKENDS)
+def test_every_multi_objective_backend_samples_a_front(backend_name: str, tmp_path: Path):
+    """Past TPE's random start-up (10 trials), with made-up scores: accuracy grows with the first layer's width."""
+    spec = StudySpec(space="size", backend=backend_name, objective="val_accuracy,params", pruner="size-aware")
+    study = open_search(spec, f"sqlite:///{tmp_path / 's.db'}", "s", seed=0).study
+    backend = get_backend(backend_name)(seed=0, pruner="size-aware", epochs=1, spec=spec, study="s")
+    for _ in range(12):
+        study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
+        trial = study.ask()
+        units = SPACES["size"](trial, TrialConfig()).hidden_units
+        study.tell(trial, [0.9 + min(units[0], 1024) / 20_480, sum(units)])
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 12
+    assert study.best_trials and study.metric_names == ["val_accuracy", "params"]
