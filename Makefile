@@ -22,6 +22,9 @@ KEEP      ?=
 ARTIFACTS ?=
 MODEL     ?=
 FROM_STORED ?=
+MAX_PARAMS ?=
+MAX_LATENCY ?=
+PARETO    ?=
 OUT       ?= best.yaml
 CONFIG    ?= best.yaml
 HOST      ?= 127.0.0.1
@@ -54,13 +57,14 @@ worker: setup
 	$(SEARCH) worker $(call opt,STUDY,study) $(call opt,STORAGE,storage) $(call opt,TRIALS,trials)
 
 rank: setup
-	$(SEARCH) rank $(call opt,STUDY,study) $(call opt,STORAGE,storage)
+	$(SEARCH) rank $(call opt,STUDY,study) $(call opt,STORAGE,storage) $(if $(PARETO),--pareto)
 
 dashboard: setup
 	$(SEARCH) dashboard $(call opt,STORAGE,storage) --host $(HOST) --port $(PORT)
 
 export: setup
-	$(SEARCH) export $(call opt,STUDY,study) $(call opt,STORAGE,storage) --out $(OUT) $(call opt,MODEL,model)
+	$(SEARCH) export $(call opt,STUDY,study) $(call opt,STORAGE,storage) --out $(OUT) $(call opt,MODEL,model) \
+		$(call opt,MAX_PARAMS,max-params) $(call opt,MAX_LATENCY,max-latency)
 
 train: setup
 	$(SEARCH) train $(CONFIG) $(call opt,EPOCHS,epochs) $(call opt,DATASET,dataset) $(if $(FROM_STORED),--from-stored)

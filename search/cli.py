@@ -80,13 +80,16 @@ def _worker(args: argparse.Namespace) -> int:
 def _rank(args: argparse.Namespace) -> None:
     from search.rank import leaderboard_text
 
-    print(leaderboard_text(args.storage, args.study, top=args.top, fmt=args.format))
+    print(leaderboard_text(args.storage, args.study, top=args.top, fmt=args.format, pareto=args.pareto))
 
 
 def _export(args: argparse.Namespace) -> None:
-    from search.export import export_trial, write_stored_model, write_yaml
+    from search.export import Budget, export_trial, write_stored_model, write_yaml
 
-    exported = export_trial(args.storage, args.study, args.trial)
+    budget = None
+    if args.max_params is not None or args.max_latency is not None:
+        budget = Budget(max_params=args.max_params, max_latency_ms=args.max_latency)
+    exported = export_trial(args.storage, args.study, args.trial, budget=budget)
     for warning in exported.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.model is not None:
@@ -204,11 +207,13 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 def _add_run(commands: argparse._SubParsersAction) -> None:
     from search.artifacts import KEEP_MODELS, ROOT_SUFFIX
-    from search.backends import BACKENDS, PRUNERS
+    from search.backends import BACKENDS, MULTI_OBJECTIVE_BACKENDS, PRUNERS
     from search.config import OBJECTIVES
     from search.spec import (
+        COSTS,
         DEFAULT_BACKEND,
         DEFAULT_DATASET,
+        DEFAULT_MULTI_PRUNER,
         DEFAULT_OBJECTIVE,
         DEFAULT_PRUNER,
         DEFAULT_SPACE,
@@ -225,12 +230,17 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--pruner",
         help=f"stops poor trials early (Optuna backends): {', '.join(PRUNERS)} (default: a resumed study's own, "
-        f"else {DEFAULT_PRUNER})",
+        f"else {DEFAULT_PRUNER}; with several objectives {DEFAULT_MULTI_PRUNER}: a trial goes on while it keeps "
+        "up with the trials no larger)",
     )
     run.add_argument(
         "--objective",
+        type=_objective,
         default=DEFAULT_OBJECTIVE,
-        help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized (default: %(default)s)",
+        help=f"{' or '.join(OBJECTIVES)}: val_accuracy is maximized, val_loss minimized; or a Pareto front of it "
+        f"against costs, minimized: a comma list adding {' and/or '.join(f'{k} ({v})' for k, v in COSTS.items())}, "
+        f"e.g. val_accuracy,params (backends {', '.join(MULTI_OBJECTIVE_BACKENDS)}; pruner "
+        f"{DEFAULT_MULTI_PRUNER} or none) (default: %(default)s)",
     )
     run.add_argument(
         "--trials",
@@ -315,14 +325,33 @@ def _add_rank(commands: argparse._SubParsersAction) -> None:
     rank.add_argument("--study", action="append", help="only this study (repeatable)")
     rank.add_argument("--top", type=_positive, default=20, help="rows to show (default: %(default)s)")
     rank.add_argument("--format", default=FORMATS[0], choices=FORMATS, help="(default: %(default)s)")
+    rank.add_argument(
+        "--pareto",
+        action="store_true",
+        help="only the Pareto-optimal trials of studies of several objectives (column `pareto` marks them)",
+    )
     _add_storage(rank)
     rank.set_defaults(handler=_rank)
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser("export", help="write a study's best trial (or --trial N) as a complete YAML config")
+    export = commands.add_parser(
+        "export", help="write a study's best trial (or --trial N, or the best within --max-params N) as a YAML config"
+    )
     export.add_argument("--study", help="study name (may be left out when the storage holds one study)")
     export.add_argument("--trial", type=int, help="export this trial number instead of the best (must be complete)")
+    export.add_argument(
+        "--max-params",
+        type=_positive,
+        metavar="N",
+        help="a study of several objectives: the most accurate complete trial of at most N trainable parameters",
+    )
+    export.add_argument(
+        "--max-latency",
+        type=_positive_float,
+        metavar="MS",
+        help="... of at most MS milliseconds per 1,000 images (its study measured latency)",
+    )
     export.add_argument("--out", type=_path, help="YAML file to write (default: print to stdout)")
     export.add_argument(
         "--model", type=_path, metavar="FILE.keras", help="also write the trial's model as the search kept it"
@@ -459,10 +488,27 @@ def _dataset(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _objective(text: str) -> str:
+    """`--objective`, checked and spelled one way (no spaces), so a study's identity compares alike."""
+    from search.spec import objectives_of
+
+    try:
+        return ",".join(objectives_of(text))
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
     return value
 
 

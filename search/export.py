@@ -7,11 +7,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.artifacts import ModelStore, recorded_store
@@ -22,9 +23,10 @@ from search.kept import kept_models, stored_model, write_model
 from search.optuna_internals import state_counts, stored_trial
 from search.rank import load_studies
 from search.record import TrialRecord
-from search.spec import DEFAULT_DATASET, identity
+from search.spec import DEFAULT_DATASET, identity, metric_of
 
 __all__ = [
+    "Budget",
     "Exported",
     "boundary_warnings",
     "export_trial",
@@ -47,13 +49,25 @@ class Exported(ConfigFile):
         return "\n".join([*_header(self.provenance, name), "config:", *_config_lines(self.config), _rest(self)])
 
 
-def export_trial(storage_url: str, study_name: str | None = None, trial_number: int | None = None) -> Exported:
+def export_trial(
+    storage_url: str,
+    study_name: str | None = None,
+    trial_number: int | None = None,
+    *,
+    budget: Budget | None = None,
+) -> Exported:
     """The best complete trial of a study (or trial `trial_number`, which must be complete), ready to write.
 
-    `study_name` may be left out when the storage holds exactly one study.
+    `study_name` may be left out when the storage holds exactly one study. In a study of several
+    objectives the best is the most accurate (by its validation metric), within `budget` if given.
     """
     study = _one_study(storage_url, study_name)
-    trial = _chosen_trial(study, trial_number)
+    if budget is not None:
+        if trial_number is not None:
+            raise UserError(f"--trial picks trial {trial_number} whatever its cost; leave out {budget.flags}")
+        trial = budget.best_within(study)
+    else:
+        trial = _chosen_trial(study, trial_number)
     recorded = TrialRecord.from_attrs(trial.user_attrs).config
     if not isinstance(recorded, dict):
         raise UserError(
@@ -85,15 +99,79 @@ def _one_study(storage_url: str, name: str | None) -> optuna.Study:
     return studies[0]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What `--max-params` and `--max-latency` allow: the most accurate complete trial within it is exported."""
+
+    max_params: int | None = None
+    max_latency_ms: float | None = None
+
+    @property
+    def flags(self) -> str:
+        return " and ".join(
+            f"{flag} {value:g}"
+            for flag, value in (("--max-params", self.max_params), ("--max-latency", self.max_latency_ms))
+            if value is not None
+        )
+
+    def best_within(self, study: optuna.Study) -> FrozenTrial:
+        """The most accurate complete trial of a multi-objective `study` within the budget, or a UserError."""
+        if len(study.directions) == 1:
+            raise UserError(
+                f"{self.flags} picks from the front of a study of several objectives; study '{study.study_name}' "
+                "optimizes one: export its best (leave the budget out), or --trial N"
+            )
+        measured = {"params": self.max_params is None, "latency": self.max_latency_ms is None}
+        within = []
+        for trial in _complete(study):
+            record = TrialRecord.from_attrs(trial.user_attrs)
+            measured["params"] |= record.trainable_params is not None
+            measured["latency"] |= record.latency_ms is not None
+            if _at_most(record.trainable_params, self.max_params) and _at_most(record.latency_ms, self.max_latency_ms):
+                within.append(trial)
+        unmeasured = [name for name, known in measured.items() if not known]
+        if unmeasured:
+            raise UserError(
+                f"study '{study.study_name}' recorded no {unmeasured[0]} of its trials; leave out {self.flags}"
+            )
+        if not within:
+            raise UserError(
+                f"no complete trial of study '{study.study_name}' is within {self.flags}; "
+                f"`search rank --study {study.study_name} --pareto` lists the smallest"
+            )
+        return _most_accurate(study, within)
+
+
+def _at_most(value: float | None, limit: float | None) -> bool:
+    return limit is None or (value is not None and value <= limit)
+
+
+def _complete(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _most_accurate(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTrial:
+    """The best of `trials` by the validation metric (a multi-objective study's first value); ties: the earlier."""
+    if not trials:
+        _no_complete_trial(study)
+    sign = 1.0 if study.directions[0] == StudyDirection.MAXIMIZE else -1.0
+    return min(trials, key=lambda trial: (-sign * trial.values[0], trial.number))
+
+
+def _no_complete_trial(study: optuna.Study) -> NoReturn:
+    held = ", ".join(f"{n} {s}" for s, n in state_counts(study).items() if n) or "no trials"
+    raise UserError(f"study '{study.study_name}' has no complete trial ({held}); run more trials first")
+
+
 def _chosen_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    if number is None and len(study.directions) > 1:
+        return _most_accurate(study, _complete(study))
     # One trial read alone, not all of them: export stays fast on a study of thousands.
     if number is None:
         try:
             return study.best_trial
         except ValueError:
-            held = ", ".join(f"{n} {s}" for s, n in state_counts(study).items() if n) or "no trials"
-            message = f"study '{study.study_name}' has no complete trial ({held}); run more trials first"
-            raise UserError(message) from None
+            _no_complete_trial(study)
     try:
         chosen = stored_trial(study, number)
     except KeyError:
@@ -115,13 +193,15 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "backend": attrs.get("backend"),
         "trial": trial.number,
         "baseline": record.baseline,
-        "objective": attrs.get("objective"),
-        "value": trial.value,
+        # The validation metric: what a retrain is compared with (search/final.py), in any study.
+        "objective": metric_of(attrs.get("objective")),
+        "value": trial.values[0],
         "epochs_run": record.epochs_run,
         "first_epoch": record.first_epoch,  # above 1: the trial continued a paused one's training (asha)
         "promoted_from": record.plan.continues,
         "best_epoch": record.best_epoch,
         "param_count": record.param_count,
+        **_costs(study, record),
         "subset": attrs.get("subset"),
         "dataset": identity(attrs)["dataset"],  # its name (search train loads it) ...
         "dataset_checksum": record.dataset,  # ... and the contents the trial trained on (search train checks them)
@@ -130,6 +210,13 @@ def _provenance(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
         "command": attrs.get("command"),
         "stored_model": _stored_model(study, trial),  # where the search kept its model; None: not kept
     }
+
+
+def _costs(study: optuna.Study, record: TrialRecord) -> dict[str, Any]:
+    """A multi-objective study's objectives beside accuracy, as its trial recorded them (none in other studies)."""
+    if len(study.directions) == 1:
+        return {}
+    return {"trainable_params": record.trainable_params, "latency_ms": record.latency_ms}
 
 
 def _stored_model(study: optuna.Study, trial: FrozenTrial) -> dict[str, str] | None:

@@ -54,8 +54,15 @@ class KeptModels:
         """Where trial `number`'s process saves its model for the loop to keep; None when no model is kept."""
         return self.scratch / f"trial_{number}{MODEL_SUFFIX}" if self.keep else None
 
-    def trial_ended(self, study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
-        """Before the trial is told: upload its model if it completed among the best; the scratch file goes."""
+    def trial_ended(
+        self, study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | list[float] | None
+    ) -> None:
+        """Before the trial is told: upload its model if it completed among the best; the scratch file goes.
+
+        In a study of several objectives (`value` a list) the best are those of the validation metric, its first.
+        """
+        if isinstance(value, list):
+            value = value[0]
         path = self.scratch_path(trial.number)
         if path is None or not path.exists():
             return
@@ -100,7 +107,7 @@ def best_numbers(study: optuna.Study, keep: int, ending: tuple[int, float | None
     values = complete_values(study)
     if ending is not None and ending[1] is not None:
         values.append(ending)
-    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    sign = 1.0 if study.directions[0] == StudyDirection.MAXIMIZE else -1.0  # the validation metric's
     return {number for number, _ in sorted(values, key=lambda nv: (-sign * nv[1], nv[0]))[:keep]}
 
 

@@ -54,10 +54,13 @@ class Progress:
         """The trial's line, then the bar from the study's counts (other workers' trials included)."""
         self.trained_here += 1
         record = TrialRecord.from_attrs(trial.user_attrs)
-        value = f"{self.objective} {trial.value:.4f}" if trial.value is not None else record.fail_message
+        value = f"{self.objective} {trial.values[0]:.4f}" if trial.values else record.fail_message
         if trial.state == TrialState.PRUNED:
             how = "paused (may be promoted)" if record.plan.pause else "pruned"
-            value = f"{how}, last {self.objective} {_last(trial):.4f}"
+            value = f"{how}, last {self.objective} {_last(trial, record, self.objective):.4f}"
+        if len(study.directions) > 1 and record.trainable_params is not None:  # what the front weighs it by
+            value += f", {record.trainable_params:,} params"
+            value += f", {record.latency_ms:.1f} ms" if record.latency_ms is not None else ""
         epochs = f"epochs {record.epochs_run or 0}"
         if record.first_epoch and record.first_epoch > 1:
             epochs = f"epochs {record.first_epoch}-{record.first_epoch + (record.epochs_run or 0) - 1}"
@@ -76,7 +79,11 @@ class Progress:
         filled = min(_BAR_WIDTH, _BAR_WIDTH * done // max(1, self.n_trials))
         eta = format_seconds(self.eta(done))
         try:
-            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+            best = (
+                f"front of {len(study.best_trials)} trials"
+                if len(study.directions) > 1
+                else f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+            )
         except ValueError:
             best = "no complete trial yet"
         return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{self.n_trials} trials  {best}  ETA {eta}"
@@ -95,6 +102,10 @@ class Progress:
             sys.stderr.write("\r\033[K")
 
 
-def _last(trial: FrozenTrial) -> float:
+def _last(trial: FrozenTrial, record: TrialRecord, objective: str) -> float:
+    """The last epoch's value: as reported, or as recorded where the trial could report none (several objectives)."""
     values = trial.intermediate_values
-    return values[max(values)] if values else math.nan
+    if values:
+        return values[max(values)]
+    curve = record.history.get(objective)
+    return curve[-1] if curve else math.nan

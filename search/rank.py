@@ -11,6 +11,7 @@ from search.errors import UserError
 from search.optuna_internals import complete_attrs
 from search.optuna_internals import state_counts as state_counts_of
 from search.record import ROW_KEYS, TrialRecord
+from search.spec import metric_of
 from search.storage import open_storage
 
 if TYPE_CHECKING:
@@ -48,9 +49,20 @@ def trial_rows(study: optuna.Study) -> list[dict]:
     attrs = study.user_attrs
     complete = complete_values(study)
     baseline = next((value for value, record in complete.values() if record.baseline), None)
+    front = pareto_numbers(study)
     rows = []
     for number, (value, record) in complete.items():
         config = record.config or {}
+        # A study of several objectives: its costs, and whether no other trial is as good on all and better on one.
+        costs = (
+            {}
+            if front is None
+            else {
+                "pareto": number in front,
+                "trainable_params": record.trainable_params,
+                "latency_ms": record.latency_ms,
+            }
+        )
         rows.append(
             {
                 "study": study.study_name,
@@ -73,25 +85,48 @@ def trial_rows(study: optuna.Study) -> list[dict]:
                 "lr": config.get("learning_rate"),
                 "schedule": config.get("lr_schedule"),
                 "batch": config.get("batch_size"),
+                **costs,
             }
         )
     return rows
 
 
+def pareto_numbers(study: optuna.Study) -> set[int] | None:
+    """The numbers of a multi-objective study's Pareto-optimal complete trials; None for a study of one objective."""
+    if len(study.directions) == 1:
+        return None
+    return {trial.number for trial in study.best_trials}
+
+
 def _gain(difference: float, objective: str | None) -> float:
-    return -difference if OBJECTIVES.get(objective or "", "max") == "min" else difference
+    return -difference if _minimized(objective) else difference
 
 
-def leaderboard(studies: list[optuna.Study], top: int | None = None) -> pd.DataFrame:
-    """Complete trials ranked best first; studies of different objectives are ranked separately."""
+def _minimized(objective: str | None) -> bool:
+    """Whether a study's (first) objective is better lower: its validation metric, where it names several."""
+    return OBJECTIVES.get(metric_of(objective) or "", "max") == "min"
+
+
+def leaderboard(studies: list[optuna.Study], top: int | None = None, *, pareto: bool = False) -> pd.DataFrame:
+    """Complete trials ranked best first; studies of different objectives are ranked separately.
+
+    A study of several objectives is ranked by its validation metric; `pareto` keeps only its front.
+    """
     import pandas as pd  # here, not above: the command line reads FORMATS for its help, and pandas takes a second
 
+    if pareto and all(len(study.directions) == 1 for study in studies):
+        raise UserError(
+            "--pareto lists the front of studies of several objectives (--objective val_accuracy,params); "
+            "none of these has one"
+        )
     frame = pd.DataFrame([row for study in studies for row in trial_rows(study)])
+    if pareto:  # no column: none of the studies of several objectives has a complete trial yet
+        frame = frame[frame["pareto"].eq(True)] if "pareto" in frame else frame.iloc[:0]
     if frame.empty:
         return frame
     ranked = []
     for objective, group in frame.groupby("objective", sort=False):
-        group = group.sort_values("value", ascending=OBJECTIVES.get(objective, "max") == "min", kind="stable")
+        group = group.sort_values("value", ascending=_minimized(objective), kind="stable")
         group.insert(0, "rank", range(1, len(group) + 1))
         ranked.append(group.head(top) if top else group)
     return pd.concat(ranked, ignore_index=True)
@@ -115,12 +150,14 @@ def state_counts(studies: list[optuna.Study]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def leaderboard_text(storage_url: str, names: list[str] | None, *, top: int = 20, fmt: str = "table") -> str:
-    """The leaderboard (and, for tables, the per-study counts) rendered in `fmt`."""
+def leaderboard_text(
+    storage_url: str, names: list[str] | None, *, top: int = 20, fmt: str = "table", pareto: bool = False
+) -> str:
+    """The leaderboard (and, for tables, the per-study counts) rendered in `fmt`; `pareto`: the fronts only."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format '{fmt}'; known formats: {', '.join(FORMATS)}")
     studies = load_studies(storage_url, names)
-    board, counts = leaderboard(studies, top), state_counts(studies)
+    board, counts = leaderboard(studies, top, pareto=pareto), state_counts(studies)
     if fmt == "csv":
         return board.to_csv(index=False).rstrip("\n")
     if fmt == "json":

@@ -99,6 +99,8 @@ class TrialRecord:
 
     config: dict[str, Any] | None = None  # the complete TrialConfig, as a dict
     param_count: int | None = None
+    trainable_params: int | None = None  # the `params` objective; recorded before training (size-aware pruning)
+    latency_ms: float | None = None  # the `latency` objective (search/costs.py); recorded after the first epoch
     epochs_run: int | None = None
     first_epoch: int | None = None  # 1, or later for a trial continuing another's training
     best_epoch: int | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from search.config import OBJECTIVES, TrialConfig
 from search.data import MNIST
+from search.errors import UserError
 
 # A study's epoch cap, and so every trial's `epochs` (a cosine schedule spans it): long enough
 # for augmentation to pay off (Simard et al. trained for hundreds), affordable because the pruner
@@ -18,12 +19,19 @@ STUDY_EPOCHS = 100
 DEFAULT_SPACE = "full"
 DEFAULT_BACKEND = "tpe"
 DEFAULT_OBJECTIVE = "val_accuracy"
+# What a study can minimize beside its validation metric, each a cost of the model: `params`, its
+# trainable parameters (known before training), and `latency`, milliseconds per 1,000 images at
+# batch 1,000 on the machine that trained it (measured after its first epoch); search/costs.py measures both.
+COSTS = {"params": "trainable parameters", "latency": "ms per 1,000 images"}
 DEFAULT_DATASET = MNIST
 # Successive halving that pauses trials at rungs and promotes them from their weights (search/backends/_asha.py):
 # Optuna's own sent the first trial to the cap alone, and it took a 10-minute budget whole. One
 # bracket, not Hyperband's several: TPE models only the trials of the current trial's Hyperband
 # bracket, so with 3-5 brackets it sampled at random for most of a 60-minute study (BENCHMARKS.md).
 DEFAULT_PRUNER = "asha"
+# Optuna's pruners (and asha, which ranks reported values) need `trial.report`, which a multi-objective
+# trial cannot take; the driver's own pruner judges a trial against trials no larger (search/backends/_size_aware.py).
+DEFAULT_MULTI_PRUNER = "size-aware"
 # Settings that define what a study's trials mean; a study name re-used with other values is refused.
 IDENTITY = ("space", "backend", "objective", "pruner", "epochs", "subset", "dataset")
 # What a study made before a setting existed holds without recording it: every study trained on MNIST.
@@ -66,8 +74,32 @@ class StudySpec:
         return TrialConfig(epochs=min(TrialConfig().epochs, self.epochs), seed=self.seed)
 
     @property
+    def objectives(self) -> tuple[str, ...]:
+        """What the study optimizes, in the order of its trials' values: the validation metric first."""
+        return objectives_of(self.objective)
+
+    @property
+    def metric(self) -> str:
+        """The validation metric: what training monitors, pruners judge and a single-objective study optimizes."""
+        return self.objectives[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
     def direction(self) -> str:
-        return "maximize" if OBJECTIVES[self.objective] == "max" else "minimize"
+        """The validation metric's direction (a single-objective study's only one)."""
+        return "maximize" if OBJECTIVES[self.metric] == "max" else "minimize"
+
+    @property
+    def directions(self) -> list[str]:
+        """One direction per objective: costs are minimized."""
+        return [self.direction, *["minimize"] * (len(self.objectives) - 1)]
+
+    @property
+    def default_pruner(self) -> str:
+        return DEFAULT_MULTI_PRUNER if self.multi_objective else DEFAULT_PRUNER
 
     def attrs(self) -> dict[str, Any]:
         return {
@@ -87,6 +119,29 @@ class StudySpec:
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StudySpec:
         return cls(**identity(attrs), seed=attrs["seed"], command=attrs["command"], baseline=False, prior=False)
+
+
+def objectives_of(text: str) -> tuple[str, ...]:
+    """The objectives `--objective` names (comma-separated): one validation metric, then costs; or a UserError."""
+    names = tuple(name.strip() for name in text.split(","))
+    known = (*OBJECTIVES, *COSTS)
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown objective '{name}'; known objectives: {', '.join(known)}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"--objective {text} names {', '.join(repeated)} twice; name each objective once")
+    if names[0] not in OBJECTIVES or any(name in OBJECTIVES for name in names[1:]):
+        raise UserError(
+            f"--objective {text}: name one validation metric ({' or '.join(OBJECTIVES)}) first, then any of "
+            f"{', '.join(COSTS)}, e.g. val_accuracy,params"
+        )
+    return names
+
+
+def metric_of(objective: str | None) -> str | None:
+    """The validation metric of a study's recorded `objective` (its first, where it names several)."""
+    return objective.partition(",")[0] if objective else None
 
 
 def identity(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, replace
 
 import optuna
@@ -10,8 +11,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from search.artifacts import Keeping, settle_keeping
-from search.backends import PRUNERS, Backend, get_backend
-from search.config import OBJECTIVES
+from search.backends import MULTI_OBJECTIVE_BACKENDS, MULTI_OBJECTIVE_PRUNERS, PRUNERS, Backend, get_backend
 from search.data import Dataset, load_dataset
 from search.errors import UserError
 from search.kept import KeptModels
@@ -19,7 +19,7 @@ from search.objective import Objective
 from search.process import signals_interrupt
 from search.progress import Progress, format_seconds
 from search.record import FailReason, TrialPlan, TrialRecord
-from search.spec import DEFAULT_PRUNER, IDENTITY, IMPLIED, StudySpec, identity
+from search.spec import IDENTITY, IMPLIED, StudySpec, identity
 from search.storage import HEARTBEAT_SECONDS, open_storage
 from search.trials import counts, run_trials
 from search.workers import run_workers
@@ -28,10 +28,12 @@ from spaces import SPACES, augmentation, get_space, params_for, prior
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec, backend: Backend) -> optuna.Study:
     """Create the study, or load it after checking it was made with the same settings."""
+    # A single-objective study is made as it always was (`direction`), so older versions read it alike.
+    directions = {"directions": spec.directions} if spec.multi_objective else {"direction": spec.direction}
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        direction=spec.direction,
+        **directions,
         sampler=backend.sampler,
         pruner=backend.pruner,
         load_if_exists=True,
@@ -40,6 +42,10 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
     if not recorded:
         for key, value in {**spec.attrs(), **backend.describe()}.items():
             study.set_user_attr(key, value)
+        if spec.multi_objective:  # the names optuna-dashboard and Optuna's plots put on the front's axes
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, and how they learn them
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(spec.objectives))
         if spec.baseline:  # the reference model whatever the space: no draw of it, so no params
             study.enqueue_trial({}, user_attrs=TrialPlan(baseline=True).to_attrs())
         if spec.prior and (known := prior(spec.space, spec.base(), spec.dataset)) is not None:
@@ -92,7 +98,7 @@ def open_search(
     which models it keeps where (`keep_models`, `artifacts`: None for the study's own or the defaults)."""
     opened_storage = open_storage(storage, heartbeat=heartbeat)
     if spec.pruner is None:  # not given: a study resumes with its own, a new one gets the default
-        spec = replace(spec, pruner=_recorded(opened_storage, name).get("pruner", DEFAULT_PRUNER))
+        spec = replace(spec, pruner=_recorded(opened_storage, name).get("pruner", spec.default_pruner))
     _check(spec)
     backend = get_backend(spec.backend)(
         seed=seed, pruner=spec.pruner, epochs=spec.epochs, spec=spec, storage=storage, study=name, workers=workers
@@ -137,7 +143,7 @@ def run_study(
     opened.set_user_attr("heartbeat", heartbeat)  # ... and how often they show they are alive
     if workers > 1:
         status = run_workers(study=study, storage=storage, n_trials=n_trials, timeout=timeout, workers=workers)
-        _summary(opened, Progress(n_trials, spec.objective))
+        _summary(opened, Progress(n_trials, spec.metric))
         return status
     return _work(opened, backend, spec, n_trials, timeout, data, search.keeping)
 
@@ -175,8 +181,18 @@ def _check(spec: StudySpec) -> None:
     get_backend(spec.backend)
     if spec.pruner not in PRUNERS:
         raise UserError(f"unknown pruner '{spec.pruner}'; known pruners: {', '.join(PRUNERS)}")
-    if spec.objective not in OBJECTIVES:
-        raise UserError(f"unknown objective '{spec.objective}'; known objectives: {', '.join(OBJECTIVES)}")
+    if not spec.multi_objective:
+        return
+    if spec.backend not in MULTI_OBJECTIVE_BACKENDS:
+        raise UserError(
+            f"--backend {spec.backend} cannot search several objectives ({spec.objective}); "
+            f"backends that can: {', '.join(MULTI_OBJECTIVE_BACKENDS)}"
+        )
+    if spec.pruner not in MULTI_OBJECTIVE_PRUNERS:
+        raise UserError(
+            f"--pruner {spec.pruner} judges the values Optuna's trial.report takes, which a study of several "
+            f"objectives ({spec.objective}) cannot; pick {' or '.join(MULTI_OBJECTIVE_PRUNERS)}"
+        )
 
 
 def _load(spec: StudySpec) -> Dataset:
@@ -213,7 +229,7 @@ def _work(
     keeping: Keeping,
 ) -> int:
     _same_data(study, data)
-    progress = Progress(n_trials, spec.objective, timeout=timeout)
+    progress = Progress(n_trials, spec.metric, timeout=timeout)
     now = counts(study)
     budget = f"no new trial after {format_seconds(timeout)}" if timeout else "no time limit"
     progress.note(
@@ -223,7 +239,7 @@ def _work(
     )
     if keeping.line:
         progress.note(keeping.line)
-    objective = Objective(spec, data, n_trials, progress, KeptModels.of(keeping))
+    objective = Objective(spec, data, n_trials, progress, KeptModels.of(keeping), pruner=backend.epoch_pruner)
     try:
         with signals_interrupt():
             run_trials(study, backend, objective, n_trials, timeout)
@@ -250,7 +266,13 @@ def _summary(study: optuna.Study, progress: Progress) -> None:
         f"done: {now['complete']} complete, {now['pruned']} pruned, {now['fail'] - surplus} failed trials in "
         f"'{study.study_name}'" + (f" ({surplus} more left untrained: other workers covered them)" if surplus else "")
     )
-    if now["complete"]:
+    if now["complete"] and len(study.directions) > 1:
+        progress.note(
+            f"front: {len(study.best_trials)} Pareto-optimal trials; list them with: search rank --study "
+            f"{study.study_name} --pareto; export one within a budget with: search export --study "
+            f"{study.study_name} --max-params N"
+        )
+    elif now["complete"]:
         best = study.best_trial
         progress.note(
             f"best: trial {best.number}, {progress.objective} {best.value:.4f}; "

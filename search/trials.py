@@ -40,7 +40,8 @@ class TrialRunner(Protocol):
     `search.objective.Objective` trains a model; `search.synthetic.SyntheticObjective` makes up
     a learning curve in milliseconds (storage benchmarks, tests of many workers). Called, in the
     trial's own process, with the Optuna trial the loop asked for, a runner first calls
-    `begin_trial`, reports each epoch, and returns the objective value or raises
+    `begin_trial`, reports each epoch, and returns the objective value (a list of them in a
+    multi-objective study) or raises
     `optuna.TrialPruned` or a `TrialFailed`; it never tells the study, the loop does. `can_fork()` says whether
     this process may fork a trial's process; a trial run in this process instead is followed by
     `release_memory()`. With `models`, a runner saves a trial's model at `models.scratch_path(number)`,
@@ -53,7 +54,7 @@ class TrialRunner(Protocol):
     last_number: int | None  # the number of the trial the loop asked for last
     models: KeptModels | None  # where the study keeps its best trials' models; None: it keeps none
 
-    def __call__(self, trial: optuna.Trial) -> float: ...
+    def __call__(self, trial: optuna.Trial) -> float | list[float]: ...
 
     def can_fork(self) -> bool: ...
 
@@ -157,7 +158,7 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         objective.models.prune(study)
 
 
-def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float | None]:
+def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float | list[float] | None]:
     """The trial's own work, in its process: how it ended, and its value if complete."""
     try:
         return TrialState.COMPLETE, objective(trial)
@@ -171,7 +172,9 @@ def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float
         return TrialState.FAIL, None
 
 
-def _tell(study: optuna.Study, objective: TrialRunner, number: int, state: TrialState, value: float | None) -> None:
+def _tell(
+    study: optuna.Study, objective: TrialRunner, number: int, state: TrialState, value: float | list[float] | None
+) -> None:
     try:
         study.tell(number, value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=False)
     except Exception as error:

@@ -30,6 +30,8 @@ import pg_cluster
 from search.backends import Backend
 from search.config import TrialConfig
 from search.data import Dataset, load_mnist
+from search.record import TrialPlan, TrialRecord
+from search.spec import StudySpec
 from search.storage import open_storage
 from spaces import SPACES
 from spaces._scope import only_when
@@ -220,6 +222,26 @@ def drive(backend: Backend, study: optuna.Study, space: str, score: Callable[[Tr
         backend.trial_finished(study, study.tell(trial, value))
         done += 1
     return done
+
+
+# (accuracy, trainable parameters, baseline) of `made_up_front`'s complete trials: trial 2 is dominated by trial 1.
+FRONT = [(0.97, 1_000, False), (0.98, 5_000, True), (0.975, 8_000, False), (0.99, 100_000, False)]
+
+
+def made_up_front(url: str, name: str) -> None:
+    """A study of accuracy against parameters as `search run` records one, without training: the `FRONT`
+    trials, complete, then one pruned."""
+    spec = StudySpec(space="size", backend="tpe", objective="val_accuracy,params", pruner="size-aware")
+    study = optuna.create_study(study_name=name, storage=url, directions=spec.directions)
+    for key, value in spec.attrs().items():
+        study.set_user_attr(key, value)
+    study.set_metric_names(list(spec.objectives))
+    for accuracy, params, baseline in FRONT:
+        record = TrialRecord(config=TrialConfig().to_dict(), trainable_params=params, param_count=params)
+        attrs = {**record.to_attrs(), **TrialPlan(baseline=baseline).to_attrs()}
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, params], user_attrs=attrs))
+    pruned = TrialRecord(trainable_params=10, history={"val_accuracy": [0.5]})
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs=pruned.to_attrs()))
 
 
 def free_port() -> int:

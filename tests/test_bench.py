@@ -1,4 +1,4 @@
-"""The benchmark scripts' own logic: `bench/run_all.py` and `bench/search_efficiency.py` (not their figures)."""
+"""The benchmark scripts' own logic: bench/run_all.py, search_efficiency.py and pareto.py (not their figures)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 sys.path.insert(0, str(REPO / "bench"))  # the scripts import each other by name, as `python bench/x.py` does
 run_all = importlib.import_module("run_all")
 search_efficiency = importlib.import_module("search_efficiency")
+pareto = importlib.import_module("pareto")
 
 LAUNCH = datetime.datetime(2026, 1, 1, 12, 0, 0)
 
@@ -140,3 +141,52 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
     assert not any("baseline" in t.user_attrs for t in trials)  # --no-baseline
     assert all(t.state in (TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED) for t in trials)
     assert all(len(t.intermediate_values) <= 3 for t in trials)  # none went past the first rung
+
+
+def test_hypervolume_is_the_area_the_front_dominates_up_to_the_reference():
+    assert pareto.REFERENCE == (0.10, 8.0)
+    assert pareto.hypervolume([(0.95, 10_000)]) == pytest.approx(0.05 * 4)
+    two = pareto.hypervolume([(0.95, 10_000), (0.98, 1_000_000)])
+    assert two == pytest.approx(0.03 * 2 + 0.05 * 4)
+    dominated_and_outside = [(0.94, 20_000), (0.85, 10), (0.99, 10**9)]
+    assert pareto.hypervolume([(0.95, 10_000), (0.98, 1_000_000), *dominated_and_outside]) == pytest.approx(two)
+    assert pareto.hypervolume([]) == 0.0
+
+
+def test_pareto_counts_what_finished_in_time_and_its_front():
+    def trial(number: int, state: TrialState, end: float, values: list[float] | None = None) -> FrozenTrial:
+        made = optuna.trial.create_trial(state=state, values=values)
+        made.number, made.datetime_complete = number, LAUNCH + datetime.timedelta(seconds=end)
+        return made
+
+    trials = [
+        trial(0, TrialState.COMPLETE, 10, [0.95, 10_000]),
+        trial(1, TrialState.COMPLETE, 20, [0.94, 20_000]),  # dominated by trial 0
+        trial(2, TrialState.PRUNED, 30),
+        trial(3, TrialState.COMPLETE, 70, [0.99, 50_000]),  # after the 60 s budget: counts for nothing
+    ]
+    run = pareto.run_of(trials, "size-aware", 0, LAUNCH + datetime.timedelta(seconds=60))
+    assert (run.complete, run.pruned, run.front) == (2, 1, [(0.95, 10_000)])
+    assert run.hypervolume == pytest.approx(0.2)
+
+
+def test_pareto_smoke_runs_both_arms_and_writes_nothing(tmp_path):
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "bench/pareto.py",
+            "--smoke",
+            "--out",
+            str(tmp_path / "runs"),
+            "--benchmarks",
+            str(benchmarks),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=LIMIT,
+    ).stdout
+    assert "| size-aware | 0 |" in printed and "| none | 0 |" in printed and "Target (issue 16)" in printed
+    assert not benchmarks.exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import made_up_front
 from optuna.trial import TrialState
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -273,3 +274,39 @@ def test_dashboard_in_a_browser_shows_the_study_its_trials_and_a_learning_curve(
     with urllib.request.urlopen(address, timeout=30) as response:
         served = response.read()
     assert served == (Path(recorded_store(stored.user_attrs, STUDY).where) / model.artifact_id).read_bytes()
+
+
+def test_dashboard_in_a_browser_draws_a_multi_objective_studys_pareto_front(tmp_path: Path) -> None:
+    """A made-up study of accuracy against parameters (tests/conftest.py), no training: the study page's front."""
+    _require_chromium()
+    storage = f"sqlite:///{tmp_path / 'front.db'}"
+    made_up_front(storage, "front")
+    port, log = _free_port(), tmp_path / "dashboard.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "search", "dashboard", "--storage", storage, "--port", str(port)],
+            cwd=REPO,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    browser = None
+    try:
+        _wait_until_serving(base, server, log)
+        study_id = _get(f"{base}/api/studies")["study_summaries"][0]["study_id"]
+        browser = _browser(tmp_path / "profile")
+        browser.get(f"{base}/dashboard/studies/{study_id}")
+        wait = WebDriverWait(browser, WAIT_SECONDS)
+        title = wait.until(seen.presence_of_element_located((By.XPATH, "//*[normalize-space(.)='Pareto Front']")))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", title)
+        # The plot's ticks span the made-up trials' parameters, up to 100,000.
+        wait.until(seen.presence_of_element_located((By.XPATH, "//*[name()='text' and normalize-space(.)='100k']")))
+        page = browser.find_element(By.TAG_NAME, "body").text
+        browser.save_screenshot(str(tmp_path / "dashboard-pareto.png"))
+    finally:
+        if browser is not None:
+            browser.quit()
+        server.terminate()
+        server.wait(timeout=30)
+    assert "Objective X:\nval_accuracy\nObjective Y:\nparams" in page, "the study's metric names, in its order"
+    assert (tmp_path / "dashboard-pareto.png").stat().st_size > 10_000

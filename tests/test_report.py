@@ -138,7 +138,8 @@ def test_compare_lists_every_space_and_what_it_bought(
     storage = f"sqlite:///{tmp_path / 's.db'}"
     optuna.copy_study(from_study_name=TINY_STUDY, from_storage=tiny_study, to_storage=open_storage(storage))
     baseline = _trial(0.95, 512, gap=0.30, baseline=True, seconds=20.0)
-    _study(storage, "dropout-a", "dropout", [baseline, _trial(0.97, 256, gap=0.05, seconds=30.0)])
+    near = _trial(0.9695, 64)  # within 0.1 point of the best, a quarter of its size
+    _study(storage, "dropout-a", "dropout", [baseline, _trial(0.97, 256, gap=0.05, seconds=30.0), near])
     _study(storage, "dropout-b", "dropout", [_trial(0.96, 128)])  # worse: not the one compared
     _study(storage, "schedule-pruned", "schedule", [create_trial(state=TrialState.PRUNED)])
     _study(storage, "full-loss", "full", [_trial(0.2, 64)], objective="val_loss")
@@ -149,12 +150,13 @@ def test_compare_lists_every_space_and_what_it_bought(
     rows = {row.split(" | ")[0].strip("| "): [cell.strip() for cell in row.strip("|").split("|")] for row in table[2:]}
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     dropout = dict(zip(header, rows["dropout"], strict=True))
-    assert dropout["study"] == "dropout-a" and dropout["complete"] == "2" and dropout["best_trial"] == "1"
+    assert dropout["study"] == "dropout-a" and dropout["complete"] == "3" and dropout["best_trial"] == "1"
     assert (dropout["best_val_accuracy"], dropout["baseline_val_accuracy"], dropout["gain"]) == (
         "0.9700", "0.9500", "+0.0200"
     )  # fmt: skip
     assert (dropout["loss_gap"], dropout["baseline_loss_gap"]) == ("0.050", "0.300")
-    assert (dropout["params"], dropout["best_trial_seconds"], dropout["study_seconds"]) == ("203,530", "30", "50")
+    assert (dropout["params"], dropout["best_trial_seconds"], dropout["study_seconds"]) == ("203,530", "30", "60")
+    assert (dropout["smallest_near_best"], dropout["smallest_params"]) == ("2", "50,890")
     notes = {space: dict(zip(header, rows[space], strict=True))["note"] for space in SPACES}
     assert notes["batchnorm"] == notes["augment"] == "missing: no study of this space"
     assert notes["schedule"] == "missing: no complete trial in schedule-pruned"

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from search.backends._base import Backend, BackendFactory
 from search.backends._keras_tuner import KT_BACKENDS
-from search.backends._optuna import OPTUNA_BACKENDS, PRUNERS
+from search.backends._optuna import MULTI_OBJECTIVE_BACKENDS, MULTI_OBJECTIVE_PRUNERS, OPTUNA_BACKENDS, PRUNERS
+from search.backends._size_aware import Peer, SizeAwarePruner
 from search.errors import UserError
 
 BACKENDS: dict[str, BackendFactory] = {**OPTUNA_BACKENDS, **KT_BACKENDS}
 
-__all__ = ["BACKENDS", "PRUNERS", "Backend", "BackendFactory", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "MULTI_OBJECTIVE_BACKENDS",
+    "MULTI_OBJECTIVE_PRUNERS",
+    "PRUNERS",
+    "Backend",
+    "BackendFactory",
+    "Peer",
+    "SizeAwarePruner",
+    "get_backend",
+]
 
 
 def get_backend(name: str) -> BackendFactory:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import optuna
 
+from search.backends._size_aware import SizeAwarePruner
 from search.spec import StudySpec
 
 
@@ -26,11 +27,14 @@ class Backend:
     Each trial samples in a process forked for it, with the sampler `make_sampler(count)` makes
     for a study holding `count` trials (seeded from the backend's seed and `count`, so every
     trial draws afresh); a backend whose trials are all enqueued leaves it None.
+    `epoch_pruner`, where set, is a pruner the trial itself consults after each epoch instead of
+    Optuna's (search/backends/_size_aware.py: Optuna cannot prune a multi-objective trial).
     """
 
     sampler: optuna.samplers.BaseSampler
     pruner: optuna.pruners.BasePruner
     make_sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
+    epoch_pruner: SizeAwarePruner | None = None
     stop_reason: str = "the backend has no new trials to offer"
 
     def next_trial(self, study: optuna.Study) -> bool:
@@ -44,7 +48,8 @@ class Backend:
 
     def describe(self) -> dict[str, Any]:
         """Settings worth recording with the study."""
-        return {"sampler_class": type(self.sampler).__name__, "pruner_class": type(self.pruner).__name__}
+        pruner = self.epoch_pruner or self.pruner
+        return {"sampler_class": type(self.sampler).__name__, "pruner_class": type(pruner).__name__}
 
 
 class BackendFactory(Protocol):

@@ -241,7 +241,7 @@ def _factory(oracle_class: str, settings: Callable[[int], dict[str, Any]]) -> Ba
 
         def make_oracle(hp: Any) -> Any:
             return getattr(_keras_tuner().oracles, oracle_class)(
-                objective=_keras_tuner().Objective(spec.objective, direction=OBJECTIVES[spec.objective]),
+                objective=_keras_tuner().Objective(spec.metric, direction=OBJECTIVES[spec.metric]),
                 hyperparameters=hp,
                 seed=seed + 1,  # Keras Tuner takes seed 0 for "none" and draws one at random
                 # The driver decides when failures end a study, as for every backend; Keras

@@ -1,4 +1,4 @@
-"""Optuna's own samplers and pruners as backends (`tpe`, `random`, `qmc`, `cmaes`, `gp`)."""
+"""Optuna's own samplers and pruners as backends (`tpe`, `random`, `qmc`, `cmaes`, `gp`, `nsgaii`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import optuna
 
 from search.backends._asha import PausingBackend, paused_folder, rungs
 from search.backends._base import Backend, BackendFactory
+from search.backends._size_aware import SizeAwarePruner
 from search.errors import UserError
 from search.spec import StudySpec
 
@@ -32,7 +33,20 @@ def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-PRUNERS = ("asha", "hyperband", "median", "successive-halving", "none")
+PRUNERS = ("asha", "hyperband", "median", "successive-halving", "size-aware", "none")
+# Those that can judge a multi-objective trial: Optuna's pruners (and asha's ranks) read `trial.report`,
+# which such a trial cannot take.
+MULTI_OBJECTIVE_PRUNERS = ("size-aware", "none")
+# The samplers tested on multi-objective studies (TPE and NSGA-II model several objectives; random ignores them).
+MULTI_OBJECTIVE_BACKENDS = ("tpe", "random", "nsgaii")
+
+
+def _size_aware(spec: StudySpec | None) -> SizeAwarePruner:
+    """Judged by latency where the study minimizes it, else by the trainable parameters."""
+    if spec is None:
+        raise TypeError("the size-aware pruner needs the study's spec (its objectives)")
+    measure = "latency" if "latency" in spec.objectives else "params"
+    return SizeAwarePruner(measure=measure, metric=spec.metric, sign=1.0 if spec.direction == "maximize" else -1.0)
 
 
 def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> BackendFactory:
@@ -68,7 +82,12 @@ def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Back
                 direction=spec.direction if spec else "maximize",
                 folder=paused_folder(storage, study),
             )
-        return Backend(sampler=make_quietly(seed), pruner=_pruner(pruner, epochs), make_sampler=for_trial)
+        return Backend(
+            sampler=make_quietly(seed),
+            pruner=_pruner(pruner, epochs),
+            make_sampler=for_trial,
+            epoch_pruner=_size_aware(spec) if pruner == "size-aware" else None,
+        )
 
     return factory
 
@@ -95,4 +114,5 @@ OPTUNA_BACKENDS: dict[str, BackendFactory] = {
     "qmc": _sampler_backend(lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)),
     "cmaes": _sampler_backend(lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)),
     "gp": _sampler_backend(_gp),
+    "nsgaii": _sampler_backend(lambda seed: optuna.samplers.NSGAIISampler(seed=seed)),
 }

@@ -22,6 +22,8 @@ from spaces import SPACES
 
 # Accuracy is the one number comparable across spaces; val_loss studies rank by another scale.
 COMPARED_OBJECTIVE = "val_accuracy"
+# The note's question, how big a network must be: the smallest trial this close to the best (0.1 point).
+NEAR_BEST = 0.001
 # Column name -> how the table shows it; the frame keeps the numbers.
 _SHOWN = {
     "space": "{}",
@@ -34,6 +36,8 @@ _SHOWN = {
     "loss_gap": "{:.3f}",
     "baseline_loss_gap": "{:.3f}",
     "params": "{:,.0f}",
+    "smallest_near_best": "{:.0f}",
+    "smallest_params": "{:,.0f}",
     "best_trial_seconds": "{:.0f}",
     "study_seconds": "{:.0f}",
     "note": "{}",
@@ -45,7 +49,8 @@ def compare_spaces(studies: list[optuna.Study]) -> pd.DataFrame:
 
     Per space, the study with the best val_accuracy trial among the studies whose `space` attr
     names it. `loss_gap` is validation minus training loss at the best epoch of the best trial
-    (overfitting); `baseline_*` are the study's reference-model trial; seconds are training time.
+    (overfitting); `baseline_*` are the study's reference-model trial; seconds are training time;
+    `smallest_near_best` is the complete trial with the fewest parameters within `NEAR_BEST` of the best.
     """
     return pd.DataFrame([_row(space, [s for s in studies if s.user_attrs.get("space") == space]) for space in SPACES])
 
@@ -98,6 +103,7 @@ def _row(space: str, studies: list[optuna.Study]) -> dict:
         "best_val_accuracy": best.value,
         "loss_gap": loss_gap(best),
         "params": _or_nan(records[best.number].param_count),
+        **_smallest_near(complete_trials(study), records, best.value),
         "best_trial_seconds": _or_nan(records[best.number].seconds),
         "study_seconds": sum(record.seconds or 0.0 for record in records.values()),
         "note": "" if baseline else "no baseline trial in this study",
@@ -109,6 +115,15 @@ def _row(space: str, studies: list[optuna.Study]) -> dict:
             "baseline_loss_gap": loss_gap(baseline),
         }
     return row
+
+
+def _smallest_near(trials: list[FrozenTrial], records: dict[int, TrialRecord], best: float) -> dict[str, float]:
+    """The trial with the fewest parameters among those within `NEAR_BEST` of `best` (ties: the earlier)."""
+    near = [t for t in trials if t.value >= best - NEAR_BEST and records[t.number].param_count is not None]
+    if not near:
+        return {}
+    smallest = min(near, key=lambda t: (records[t.number].param_count, t.number))
+    return {"smallest_near_best": smallest.number, "smallest_params": records[smallest.number].param_count}
 
 
 def loss_gap(trial: FrozenTrial) -> float:
