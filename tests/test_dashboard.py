@@ -68,21 +68,28 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+# Loopback needs no proxy, and urllib's default opener keeps whatever proxies the environment had
+# at this process's first request (another test file run earlier in the same pytest worker may have set some).
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with LOOPBACK.open(url, timeout=30) as response:
         return json.load(response)
 
 
 def _wait_until_serving(base: str, server: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
+    last_error = None
     while time.monotonic() < deadline:
         assert server.poll() is None, f"the dashboard exited: {log.read_text()}"
         try:
             _get(f"{base}/api/meta")
             return
-        except OSError:
+        except OSError as error:
+            last_error = error
             time.sleep(0.2)
-    pytest.fail(f"the dashboard did not answer within {WAIT_SECONDS} s: {log.read_text()}")
+    pytest.fail(f"the dashboard did not answer within {WAIT_SECONDS} s (last: {last_error}): {log.read_text()}")
 
 
 def _poll(base: str, seen: list[int], errors: list[str]) -> None:
@@ -271,7 +278,7 @@ def test_dashboard_in_a_browser_shows_the_study_its_trials_and_a_learning_curve(
     (name, address), *others = page.artifacts
     assert (name, others) == (f"trial_{best.number}.keras", [])
     assert address.startswith(f"{polled_search.base}/artifacts/") and address.endswith(f"/{model.artifact_id}")
-    with urllib.request.urlopen(address, timeout=30) as response:
+    with LOOPBACK.open(address, timeout=30) as response:
         served = response.read()
     assert served == (Path(recorded_store(stored.user_attrs, STUDY).where) / model.artifact_id).read_bytes()
 

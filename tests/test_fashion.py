@@ -7,6 +7,7 @@ these tests skip, or fail under REQUIRE_SERVICES=1.
 from __future__ import annotations
 
 import gzip
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,8 +127,13 @@ def test_with_no_source_one_line_says_how_to_get_it(
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")
     for bypass in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(bypass, raising=False)
-    with pytest.raises(UserError) as caught:
-        load_fashion(cache_dir=tmp_path / "cache")
+    try:
+        with pytest.raises(UserError) as caught:
+            load_fashion(cache_dir=tmp_path / "cache")
+    finally:
+        # urllib builds its process-wide opener at the first urlopen, with the proxies of that moment:
+        # left alone, every later request of this test process (the dashboard tests') would go to port 9.
+        urllib.request.install_opener(None)
     message = str(caught.value)
     assert message.startswith(
         f"Fashion-MNIST is not in {no_keras_cache / 'datasets' / 'fashion-mnist'} nor in {tmp_path / 'not-installed'}, "
