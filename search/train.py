@@ -47,13 +47,21 @@ class TrialResult:
         return values[self.best_epoch - self.first_epoch] if self.best_epoch else math.nan
 
 
-def learning_rate_at(config: TrialConfig, epoch: int) -> float:
-    """The scheduled rate for a 0-based epoch (plateau is adaptive and starts at the initial rate).
+def learning_rate_at(config: TrialConfig, epoch: int, first: int = 0, end: int | None = None) -> float:
+    """The scheduled rate for a 0-based epoch of a training that runs epochs `first` .. `end` - 1.
+
+    Plateau is adaptive and starts at the initial rate. `end` defaults to `config.epochs`.
 
     1. constant:    lr
     2. step:        lr * factor ** floor(epoch / period)
     3. exponential: lr * factor ** (epoch / period)
-    4. cosine:      lr * (1 + cos(pi * epoch / epochs)) / 2
+    4. cosine:      lr * (1 + cos(pi * (epoch - first + 1/2) / (end - first))) / 2
+
+    Cosine anneals over the epochs this training runs, taken at each epoch's middle (the mean of
+    the continuous curve over the epoch), so even a short training ends near zero: a trial paused
+    at a rung is judged annealed, and a promoted trial restarts the curve over its next stretch
+    (Loshchilov & Hutter's warm restarts), instead of every trial sitting on the flat top of a
+    100-epoch curve that only the few trained to the end would ever come down.
     """
     lr, factor, period = config.learning_rate, config.lr_decay_factor, config.lr_decay_epochs
     if config.lr_schedule == "step":
@@ -61,7 +69,8 @@ def learning_rate_at(config: TrialConfig, epoch: int) -> float:
     if config.lr_schedule == "exponential":
         return lr * factor ** (epoch / period)
     if config.lr_schedule == "cosine":
-        return lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
+        span = (end or config.epochs) - first
+        return lr * (1 + math.cos(math.pi * (epoch - first + 0.5) / span)) / 2
     return lr
 
 
@@ -114,7 +123,7 @@ def train(
         validation_data=(data.x_val, data.y_val),
         shuffle=True,
         verbose=0,
-        callbacks=[stopper, *_schedule_callbacks(config, monitor), keeper, *callbacks],
+        callbacks=[stopper, *_schedule_callbacks(config, monitor, initial_epoch, epochs), keeper, *callbacks],
     ).history
     keeper.restore(model)
     if save_weights is not None:
@@ -155,13 +164,15 @@ def _optimizer(config: TrialConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=lr)
 
 
-def _schedule_callbacks(config: TrialConfig, monitor: str) -> list[keras.callbacks.Callback]:
+def _schedule_callbacks(
+    config: TrialConfig, monitor: str, first: int, end: int | None
+) -> list[keras.callbacks.Callback]:
     if config.lr_schedule == "plateau":
         schedule = keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=config.lr_decay_factor, patience=config.lr_patience, verbose=0
         )
     else:
-        schedule = keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(config, epoch))
+        schedule = keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate_at(config, epoch, first, end))
     if not config.early_stopping_patience:
         return [schedule]
     stopping = keras.callbacks.EarlyStopping(

@@ -91,6 +91,18 @@ def test_step_schedule_changes_the_optimizer_rate(tiny_mnist: Dataset) -> None:
     assert result.history["learning_rate"] == pytest.approx([0.003, 0.0015, 0.00075], rel=1e-6)
 
 
+def test_a_cosine_training_anneals_over_the_epochs_it_runs(tiny_mnist: Dataset, tmp_path: Path) -> None:
+    # A study of 10 epochs whose pruner pauses the trial at epoch 1, then continues it to epoch 3:
+    # each stretch anneals on its own, and the continuation restarts at the full rate.
+    config = TINY.replace(lr_schedule="cosine", epochs=10)
+    weights = tmp_path / "paused.weights.h5"
+    paused = train(config, tiny_mnist, epochs=1, save_weights=weights)
+    assert paused.history["learning_rate"] == pytest.approx([0.0015], rel=1e-6)
+    promoted = train(config, tiny_mnist, initial_weights=weights, initial_epoch=1, epochs=3)
+    expected = [0.003 * (1 + math.cos(math.pi * k / 4)) / 2 for k in (1, 3)]
+    assert promoted.history["learning_rate"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_continuing_from_saved_weights(tiny_mnist: Dataset, tiny_run: TrialResult, tmp_path: Path) -> None:
     weights = tmp_path / "parent.weights.h5"
     parent = train(TINY, tiny_mnist, save_weights=weights)
@@ -129,11 +141,17 @@ def test_learning_rate_at_exponential() -> None:
     assert rates[4] == pytest.approx(0.025)
 
 
-def test_learning_rate_at_cosine() -> None:
+def test_learning_rate_at_cosine_anneals_over_the_epochs_trained() -> None:
     config = TrialConfig(learning_rate=0.1, lr_schedule="cosine", epochs=10)
-    assert learning_rate_at(config, 0) == pytest.approx(0.1)
-    assert learning_rate_at(config, 5) == pytest.approx(0.05)
-    assert learning_rate_at(config, 10) == pytest.approx(0.0, abs=1e-12)
-    assert learning_rate_at(config, 2) == pytest.approx(0.1 * (1 + math.cos(math.pi * 0.2)) / 2)
     rates = [learning_rate_at(config, e) for e in range(10)]
+    assert rates[0] == pytest.approx(0.1 * (1 + math.cos(math.pi * 0.05)) / 2)
     assert rates == sorted(rates, reverse=True)
+    # Each epoch at its middle: the curve is symmetric about the half, and the last epoch is near zero.
+    assert [a + b for a, b in zip(rates, reversed(rates), strict=True)] == pytest.approx([0.1] * 10)
+    assert rates[-1] < 0.001
+    # A training that continues from epoch 3 to 9 (a promoted trial's stretch) restarts the curve over it.
+    stretch = [learning_rate_at(config, e, first=3, end=9) for e in range(3, 9)]
+    assert stretch == pytest.approx([0.1 * (1 + math.cos(math.pi * (k + 0.5) / 6)) / 2 for k in range(6)])
+    assert stretch[0] > 0.095 and stretch[-1] < 0.002
+    # One epoch alone runs at the curve's mean, half the rate.
+    assert learning_rate_at(config, 0, first=0, end=1) == pytest.approx(0.05)
