@@ -87,6 +87,40 @@ def first_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
         study._storage.record_heartbeat(trial._trial_id)
 
 
+def fail_heartbeatless(study: optuna.Study) -> None:
+    """Fail, as Optuna fails a stale trial (and so queue again), a RUNNING trial that never had a heartbeat.
+
+    `first_heartbeat` leaves the milliseconds between `ask` and its write: a worker killed there
+    leaves a trial that Optuna's sweep (`fail_stale_trials`) never sees, since it judges heartbeats
+    only. Such a trial is failed once it started longer ago than the grace period (a minute by
+    default). Its start is the asking machine's clock, so clock skew between machines counts against that.
+    """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    from optuna.storages._rdb import models
+
+    backend = study._storage._backend
+    if not is_heartbeat_enabled(backend):
+        return
+    trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)  # stored times are naive UTC
+    query = sqlalchemy.select(trials.c.trial_id).where(
+        trials.c.study_id == study._study_id,
+        trials.c.state == TrialState.RUNNING,
+        trials.c.datetime_start < now - datetime.timedelta(seconds=backend.grace_period),
+        ~sqlalchemy.exists().where(beats.c.trial_id == trials.c.trial_id),
+    )
+    with backend.engine.connect() as connection:
+        heartbeatless = connection.execute(query).scalars().all()
+    retry = backend.get_heartbeat_stale_trial_callback()
+    for trial_id in heartbeatless:
+        try:
+            failed = backend.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+            continue
+        if failed and retry is not None:
+            retry(study, backend.get_trial(trial_id))
+
+
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Optuna's heartbeat for `trial` while the block runs, as optimize() keeps one (ask and tell do not)."""

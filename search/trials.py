@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from search.backends import Backend
 from search.forked import ChildDied, Forked
 from search.kept import KeptModels
-from search.optuna_internals import first_heartbeat, heartbeat, live_trial, stored_trial
+from search.optuna_internals import fail_heartbeatless, first_heartbeat, heartbeat, live_trial, stored_trial
 from search.optuna_internals import state_counts as counts
 from search.progress import Progress
 from search.record import FailReason, TrialRecord
@@ -203,6 +203,7 @@ def _fail_stale(study: optuna.Study) -> None:
     with warnings.catch_warnings():  # experimental since Optuna 2.9, and still how optimize() does it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    fail_heartbeatless(study)
 
 
 def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:

@@ -107,6 +107,27 @@ def test_a_trial_s_heartbeat_is_written_while_the_block_runs(tmp_path):
             time.sleep(0.1)
 
 
+def test_a_running_trial_that_never_had_a_heartbeat_is_failed_after_the_grace_and_queued_again(tmp_path):
+    # A worker killed between `ask` and its first heartbeat: Optuna's own sweep never fails its trial.
+    storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat=1)  # grace: 3 s
+    study = optuna.create_study(study_name="h", storage=storage)
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    alive = study.ask()
+    optuna_internals.first_heartbeat(study, alive)
+    optuna.storages.fail_stale_trials(study)
+    optuna_internals.fail_heartbeatless(study)  # at once: younger than the grace, so not judged yet
+    assert len(study.get_trials(states=(TrialState.RUNNING,), deepcopy=False)) == 2
+    deadline = time.monotonic() + 120
+    while optuna_internals.stored_trial(study, orphan.number).state == TrialState.RUNNING:
+        assert time.monotonic() < deadline, "the heartbeatless trial was never failed"
+        time.sleep(0.5)
+        optuna_internals.fail_heartbeatless(study)
+    retries = study.get_trials(states=(TrialState.WAITING,), deepcopy=False)
+    assert [(t.params, t.system_attrs["failed_trial"]) for t in retries] == [(orphan.params, orphan.number)]
+    # The trial with a heartbeat is Optuna's to judge (its heartbeat goes stale the same way), not this sweep's.
+    assert optuna_internals.stored_trial(study, alive.number).state == TrialState.RUNNING
+
+
 def test_bulk_reads_give_the_trials_optunas_orm_gives(tmp_path):
     study = _study(tmp_path)
     # Every kind of row: categorical and int params, intermediate values (one infinite), system attrs.
