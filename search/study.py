@@ -15,7 +15,6 @@ from search.backends import MULTI_OBJECTIVE_BACKENDS, MULTI_OBJECTIVE_PRUNERS, P
 from search.data import Dataset, load_dataset
 from search.errors import UserError
 from search.kept import KeptModels
-from search.objective import Objective
 from search.process import signals_interrupt
 from search.progress import Progress, format_seconds
 from search.record import FailReason, TrialPlan, TrialRecord
@@ -239,6 +238,10 @@ def _work(
     )
     if keeping.line:
         progress.note(keeping.line)
+    # Imported here, not at the top: it brings TensorFlow (seconds, and memory), which `search run
+    # --workers N` itself, only starting and watching its workers, never needs.
+    from search.objective import Objective
+
     objective = Objective(spec, data, n_trials, progress, KeptModels.of(keeping), pruner=backend.epoch_pruner)
     try:
         with signals_interrupt():
