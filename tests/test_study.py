@@ -80,10 +80,10 @@ def test_trials_record_params_value_curves_and_config(resumed):
 
 
 def test_pruned_trials_stop_early_and_keep_their_curve(tmp_path):
-    # Successive halving over six varied networks: the weaker ones must stop before the last epoch.
-    study = _run(tmp_path, n_trials=6, pruner="successive-halving", epochs=3, subset=200, baseline=False)
+    # Successive halving over four varied networks: the weaker ones must stop before the last epoch.
+    study = _run(tmp_path, n_trials=4, pruner="successive-halving", epochs=3, subset=200, baseline=False)
     pruned = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.PRUNED]
-    assert pruned, "six varied trials and no pruning at all"
+    assert pruned, "four varied trials and no pruning at all"
     for trial in pruned:
         assert trial.user_attrs["epochs_run"] < 3
         assert len(trial.intermediate_values) == trial.user_attrs["epochs_run"]
