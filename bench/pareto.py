@@ -30,14 +30,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from run_all import BENCHMARKS, REPO, section, write_section
+from run_all import REPO, add_budget_flags, out_folder, section, settle_budget_flags, write_section
 from search_efficiency import stop
 
 from search.spec import DEFAULT_MULTI_PRUNER
@@ -155,27 +154,16 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=int, help="train on the first N training images (default: all)")
     parser.add_argument("--epochs", type=int, help=f"max epochs per trial (default: {DEFAULT['epochs']})")
     parser.add_argument("--space", default="size", help="default: %(default)s")
-    parser.add_argument("--smoke", action="store_true", help="a few seconds per arm on 500 images; writes nothing")
-    parser.add_argument("--out", type=Path, help="empty or new folder for the storage and logs (default: a temp dir)")
-    parser.add_argument("--benchmarks", type=Path, default=BENCHMARKS, help="file whose section is rewritten")
-    parser.add_argument("--no-write", action="store_true", help="print the tables only; leave the file alone")
+    add_budget_flags(parser, "the storage and logs")
     args = parser.parse_args(argv)
-    for name, value in (SMOKE if args.smoke else DEFAULT).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.budget <= 0 or args.epochs < 1:
-        parser.error("--budget and --epochs must be above 0")
-    if args.out and args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"--out {args.out} is not empty; pick a new folder (studies there would be resumed)")
+    settle_budget_flags(parser, args, SMOKE, DEFAULT)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = args.out or Path(tempfile.mkdtemp(prefix="search-pareto-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"storage and logs: {folder}", file=sys.stderr)
+    folder = out_folder(args, "search-pareto-")
     load_before, started = os.getloadavg()[0], time.monotonic()
     runs = []
     for seed in args.seeds:

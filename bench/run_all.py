@@ -19,6 +19,7 @@ import datetime
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,33 @@ def write_section(path: Path, name: str, title: str, text: str) -> None:
     else:
         content = (content.rstrip("\n") + "\n\n" if content.strip() else "") + f"## {title}\n\n{start}{text}{end}\n"
     path.write_text(content)
+
+
+def add_budget_flags(parser: argparse.ArgumentParser, folder: str) -> None:
+    """The flags of a script that runs searches for a wall-clock budget into a folder and writes its section."""
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per search on 500 images; writes nothing")
+    parser.add_argument("--out", type=Path, help=f"empty or new folder for {folder} (default: a temp dir)")
+    parser.add_argument("--benchmarks", type=Path, default=BENCHMARKS, help="file whose section is rewritten")
+    parser.add_argument("--no-write", action="store_true", help="print the tables only; leave the file alone")
+
+
+def settle_budget_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, smoke: dict, default: dict) -> None:
+    """Fill the flags left out from `smoke` or `default`; refuse an empty budget and a used --out folder."""
+    for name, value in (smoke if args.smoke else default).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.budget <= 0 or args.epochs < 1:
+        parser.error("--budget and --epochs must be above 0")
+    if args.out and args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out} is not empty; pick a new folder (studies there would be resumed)")
+
+
+def out_folder(args: argparse.Namespace, prefix: str) -> Path:
+    """The --out folder, or a new temporary one, made and named on stderr."""
+    folder = args.out or Path(tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"storage and logs: {folder}", file=sys.stderr)
+    return folder
 
 
 def as_markdown(output: str) -> str:

@@ -1,4 +1,5 @@
-"""The benchmark scripts' own logic: bench/run_all.py, search_efficiency.py and pareto.py (not their figures)."""
+"""The benchmark scripts' own logic: bench/run_all.py, search_efficiency.py, pareto.py and techniques.py
+(not their figures)."""
 
 from __future__ import annotations
 
@@ -113,14 +114,8 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
     benchmarks.write_text("# Benchmarks\n\n## Workers\n\nhand-written\n")
     out = tmp_path / "runs"
     command = ["--budget", "0.3", "--subset", "500", "--epochs", "1000", "--backends", "tpe"]
-    printed = subprocess.run(
-        [sys.executable, "bench/search_efficiency.py", *command, "--out", str(out), "--benchmarks", str(benchmarks)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=LIMIT,  # unstopped, 1,000 epochs take far longer
-    ).stdout
+    # Unstopped, 1,000 epochs take far longer than the test's limit.
+    printed = _script("search_efficiency", *command, "--out", str(out), "--benchmarks", str(benchmarks))
     row = next(line for line in printed.splitlines() if line.startswith("| tpe | 0 |")).split(" | ")
     # On a slow machine the budget may end before the first trial even starts (or the study is
     # made): then nothing was cut. A fast one may pause a trial or two at asha's first rung.
@@ -172,21 +167,29 @@ def test_pareto_counts_what_finished_in_time_and_its_front():
 
 def test_pareto_smoke_runs_both_arms_and_writes_nothing(tmp_path):
     benchmarks = tmp_path / "BENCHMARKS.md"
-    printed = subprocess.run(
-        [
-            sys.executable,
-            "bench/pareto.py",
-            "--smoke",
-            "--out",
-            str(tmp_path / "runs"),
-            "--benchmarks",
-            str(benchmarks),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=LIMIT,
-    ).stdout
+    printed = _script("pareto", "--smoke", "--out", str(tmp_path / "runs"), "--benchmarks", str(benchmarks))
     assert "| size-aware | 0 |" in printed and "| none | 0 |" in printed and "Target (issue 16)" in printed
     assert not benchmarks.exists()
+
+
+def test_techniques_compares_each_dataset_and_writes_its_section(tmp_path):
+    """One space on Fashion-MNIST (500 images, 2 epochs): its row has a best trial and a baseline; the
+    spaces not searched are rows saying so. The minute is long enough for the baseline on a slow host."""
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("# Benchmarks\n")
+    flags = ["--budget", "1", "--subset", "500", "--epochs", "2", "--spaces", "size", "--datasets", "fashion-mnist"]
+    flags += ["--out", str(tmp_path / "runs"), "--benchmarks", str(benchmarks)]
+    printed = _script("techniques", *flags)
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in printed.splitlines() if line[:1] == "|"]
+    rows = {row[0]: row for row in cells}
+    assert rows["size"][1] == "fashion-mnist-size" and rows["size"][5], f"a best trial and a baseline: {rows['size']}"
+    assert "missing: no study of this space" in rows["dropout"][-1]
+    section = benchmarks.read_text().split("<!-- techniques:start -->\n")[1]
+    assert "bench/techniques.py --budget 1" in section and "**fashion-mnist**" in section
+    assert (tmp_path / "runs" / "fashion-mnist" / "compare.png").stat().st_size > 0
+
+
+def _script(name: str, *flags: str) -> str:
+    """What `python bench/NAME.py FLAGS` printed; it must succeed."""
+    command = [sys.executable, f"bench/{name}.py", *flags]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=LIMIT).stdout
