@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Collection, Container, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +25,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 TESTED_MAJOR = 5  # the Optuna major version whose internals this module uses
 
-_COMPLETE = sqlalchemy.text(
-    """
+_COMPLETE_SQL = """
     SELECT t.number, v.value, v.value_type, a.key, a.value_json
     FROM trials t
     JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0
     LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key IN :keys
     WHERE t.study_id = :study AND t.state = 'COMPLETE'
     """
-).bindparams(sqlalchemy.bindparam("keys", expanding=True))
+_COMPLETE = sqlalchemy.text(_COMPLETE_SQL).bindparams(sqlalchemy.bindparam("keys", expanding=True))
+_COMPLETE_OF = sqlalchemy.text(_COMPLETE_SQL + " AND t.number IN :numbers").bindparams(
+    sqlalchemy.bindparam("keys", expanding=True), sqlalchemy.bindparam("numbers", expanding=True)
+)
 _VALUES = sqlalchemy.text(
     """
     SELECT t.number, v.value, v.value_type
@@ -130,13 +132,17 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         yield
 
 
-def complete_attrs(study: optuna.Study, keys: Iterable[str]) -> Iterator[tuple[int, float, dict[str, Any]]]:
-    """(number, value, the user attrs among `keys`) of every complete trial, by number, in one query."""
+def complete_attrs(
+    study: optuna.Study, keys: Iterable[str], numbers: Collection[int] | None = None
+) -> Iterator[tuple[int, float, dict[str, Any]]]:
+    """(number, value, the user attrs among `keys`) of every complete trial (or of those numbered
+    `numbers`), by number, in one query."""
+    query, bound = _COMPLETE, {"study": study._study_id, "keys": list(keys)}
+    if numbers is not None:
+        query, bound = _COMPLETE_OF, bound | {"numbers": list(numbers)}
     trials: dict[int, tuple[float, dict[str, Any]]] = {}
     with engine_of(study).connect() as connection:
-        for number, value, value_type, key, value_json in connection.execute(
-            _COMPLETE, {"study": study._study_id, "keys": list(keys)}
-        ):
+        for number, value, value_type, key, value_json in connection.execute(query, bound):
             _, attrs = trials.setdefault(number, (_INFINITE.get(value_type, value), {}))
             if key is not None:
                 attrs[key] = json.loads(value_json)

@@ -9,12 +9,15 @@ import optuna
 from search.config import OBJECTIVES
 from search.errors import UserError
 from search.optuna_internals import complete_attrs
+from search.optuna_internals import complete_values as complete_values_of
 from search.optuna_internals import state_counts as state_counts_of
 from search.record import ROW_KEYS, TrialRecord
 from search.spec import metric_of
 from search.storage import open_storage
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import pandas as pd
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -35,19 +38,29 @@ def load_studies(storage_url: str, names: list[str] | None = None) -> list[optun
 _COUNTED = ("complete", "pruned", "fail", "running")
 
 
-def complete_values(study: optuna.Study) -> dict[int, tuple[float, TrialRecord]]:
-    """Trial number -> (value, its record without the per-epoch history) of every complete trial.
+def complete_values(
+    study: optuna.Study, numbers: Collection[int] | None = None
+) -> dict[int, tuple[float, TrialRecord]]:
+    """Trial number -> (value, its record without the per-epoch history) of every complete trial
+    (or of those numbered `numbers`).
 
     Read with one query, not through Optuna's trial objects: those carry every parameter and
     per-epoch value too, and building them took 1 s of `search rank`'s 2 on 1,000 trials.
     """
-    return {number: (value, TrialRecord.from_attrs(attrs)) for number, value, attrs in complete_attrs(study, ROW_KEYS)}
+    found = complete_attrs(study, ROW_KEYS, numbers)
+    return {number: (value, TrialRecord.from_attrs(attrs)) for number, value, attrs in found}
 
 
-def trial_rows(study: optuna.Study) -> list[dict]:
-    """One row per complete trial: identity, outcome, cost and the key hyperparameters of its config."""
+def trial_rows(study: optuna.Study, top: int | None = None) -> list[dict]:
+    """One row per complete trial: identity, outcome, cost and the key hyperparameters of its config.
+
+    With `top`, only the rows a leaderboard of the best `top` can show: the study's best `top`
+    trials, its baseline and its Pareto front. On 10,000 trials, reading the records of all of
+    them was most of `search rank`'s time.
+    """
     attrs = study.user_attrs
-    complete = complete_values(study)
+    front = pareto_numbers(study)
+    complete = complete_values(study, None if top is None else _contenders(study, top, front))
     baseline = next((value for value, record in complete.values() if record.baseline), None)
     front = pareto_numbers(study)
     rows = []
@@ -91,6 +104,14 @@ def trial_rows(study: optuna.Study) -> list[dict]:
     return rows
 
 
+def _contenders(study: optuna.Study, top: int, front: set[int] | None) -> set[int]:
+    """The numbers of the study's best `top` complete trials (ties: the earlier), its baseline and its front."""
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else 1
+    ranked = sorted(complete_values_of(study), key=lambda pair: (-sign * pair[1], pair[0]))
+    baseline = {number for number, _, attrs in complete_attrs(study, ("baseline",)) if attrs.get("baseline")}
+    return {number for number, _ in ranked[:top]} | baseline | (front or set())
+
+
 def pareto_numbers(study: optuna.Study) -> set[int] | None:
     """The numbers of a multi-objective study's Pareto-optimal complete trials; None for a study of one objective."""
     if len(study.directions) == 1:
@@ -119,7 +140,7 @@ def leaderboard(studies: list[optuna.Study], top: int | None = None, *, pareto: 
             "--pareto lists the front of studies of several objectives (--objective val_accuracy,params); "
             "none of these has one"
         )
-    frame = pd.DataFrame([row for study in studies for row in trial_rows(study)])
+    frame = pd.DataFrame([row for study in studies for row in trial_rows(study, top)])
     if pareto:  # no column: none of the studies of several objectives has a complete trial yet
         frame = frame[frame["pareto"].eq(True)] if "pareto" in frame else frame.iloc[:0]
     if frame.empty:

@@ -86,6 +86,8 @@ def test_the_queries_on_optunas_tables_read_what_its_api_reads(tmp_path):
         (t.number, t.value, {"seconds": t.user_attrs["seconds"], "config": t.user_attrs["config"]}) for t in complete
     ]
     assert optuna_internals.complete_values(study) == [(t.number, t.value) for t in complete]
+    some = [complete[-1].number, complete[0].number, 10_000]  # any order; a number no trial has is no row
+    assert [number for number, _, _ in optuna_internals.complete_attrs(study, ["seconds"], some)] == sorted(some[:2])
     states = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     assert optuna_internals.state_counts(study) == {s.name.lower(): states.get(s.name.lower(), 0) for s in TrialState}
 

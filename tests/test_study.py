@@ -18,7 +18,7 @@ import spaces
 from search.cli import main
 from search.config import TrialConfig
 from search.errors import UserError
-from search.rank import load_studies, state_counts, trial_rows
+from search.rank import leaderboard, load_studies, state_counts, trial_rows
 from search.study import StudySpec, run_study
 
 TINY = {"subset": 300, "epochs": 2}
@@ -264,6 +264,23 @@ def test_rank_reads_what_optuna_reads(tmp_path):
     assert rows[1]["layers"] == "-".join(map(str, TrialConfig().hidden_units))
     counted = state_counts([loaded]).iloc[0]
     assert (counted["complete"], counted["pruned"], counted["fail"], counted["running"]) == (2, 1, 1, 1)
+
+
+def test_a_short_leaderboard_reads_only_its_rows_and_shows_what_the_whole_one_shows(tmp_path):
+    """`--top N` reads the records of the best N, the baseline and the front only: its rows (ties
+    included) and each row's gain over a baseline far down the list are those of the whole board."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="top", storage=url, direction="minimize", load_if_exists=False)
+    losses = [0.9, 0.3, 0.2, 0.3, 0.5, 0.2, 0.7, 0.3]  # ties across the cut at 3
+    for number, loss in enumerate(losses):
+        attrs = {"config": TrialConfig(seed=number).to_dict(), "seconds": 1.0, "baseline": number == 0}
+        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=loss, user_attrs=attrs))
+    study.set_user_attr("objective", "val_loss")
+    loaded = load_studies(url)
+    whole, short = leaderboard(loaded), leaderboard(loaded, 3)
+    assert len(trial_rows(loaded[0], 3)) == 4  # the best 3 and the baseline, not all 8
+    assert short.to_dict("records") == whole.head(3).to_dict("records")
+    assert list(short["trial"]) == [2, 5, 1] and list(short["vs_baseline"]) == pytest.approx([0.7, 0.7, 0.6])
 
 
 def test_rank_errors_are_one_line(tmp_path):
