@@ -27,11 +27,16 @@ def _data(args: argparse.Namespace) -> None:
 def _spaces(args: argparse.Namespace) -> None:
     import inspect
 
+    from search.config import TrialConfig
     from spaces import SPACES
+    from spaces._catalog import catalog
 
     for name, suggest in SPACES.items():
         doc = inspect.getmodule(suggest).__doc__ or ""
-        print(f"{name}\n  " + "\n  ".join(doc.strip().splitlines()) + "\n")
+        params = catalog(suggest, TrialConfig())
+        width = max(len(param.name) for param in params)
+        print(f"{name}\n  " + "\n  ".join(doc.strip().splitlines()) + "\n\n  Parameters:")
+        print("\n".join(f"    {param.name:<{width}}  {param.describe()}" for param in params) + "\n")
 
 
 def _schema(args: argparse.Namespace) -> None:

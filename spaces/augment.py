@@ -1,9 +1,8 @@
 """Space `augment`: more data without collecting it: random shifts, rotations, zoom and elastic distortions.
 
-Scientific: `augment_translate` (none = 0, 0.05, 0.1, 0.15 of the image size),
-`augment_rotate` (none = 0, 5, 10, 15, 20 degrees), `augment_zoom` (none = 0, 0.05, 0.1, 0.15)
-and `augment_elastic_alpha` (none = 0, 16, 34 pixels; Simard et al. 2003 used 34 with sigma 4
-for their 0.7% MLP), with `augment_elastic_sigma` (4 or 6 pixels) only when alpha is not 0.
+Scientific: `augment_translate` (a fraction of the image size), `augment_rotate` (degrees),
+`augment_zoom` and `augment_elastic_alpha` (pixels; Simard et al. 2003 used 34 with sigma 4 for
+their 0.7% MLP), with `augment_elastic_sigma` only when alpha is not 0; 0 is none for each.
 Applied to training batches only, never to validation or test images.
 Fixed: the network and the rest of the base config (the reference model).
 """

@@ -1,6 +1,6 @@
 """Space `batchnorm`: size plus where batch normalization goes (the note's chapter 3: before the activation).
 
-Scientific: `batchnorm` (none, before_activation, after_activation).
+Scientific: `batchnorm`, none or on either side of the activation.
 Nuisance: the `size` parameters, searched along.
 Fixed: the rest of the base config.
 """

@@ -1,8 +1,8 @@
 """Space `dropout`: size plus dropout and max-norm (the note's chapter 2: rate 0.2-0.5, train longer).
 
-Scientific: `dropout` (0.0 to 0.5, before every hidden Dense after the first), `input_dropout`
-(0.0 to 0.3, on the pixels) and `max_norm` (none = 0, or 2, 3, 4: a cap on each unit's incoming
-weight norm, which Srivastava et al. 2014 pair with dropout).
+Scientific: `dropout` (before every hidden Dense after the first), `input_dropout` (on the
+pixels) and `max_norm` (0 = none: a cap on each unit's incoming weight norm, which Srivastava
+et al. 2014 pair with dropout).
 Nuisance: the `size` parameters, searched along, since dropout pays off in bigger networks.
 Fixed: the rest of the base config.
 """

@@ -1,14 +1,13 @@
 """Space `full`: every technique at once, plus the rest of hyperparameter tuning (the note's conclusion).
 
-Composes `dropout`, `batchnorm`, `schedule` and `augment` (their parameters and ranges, see those
-modules) and adds: `optimizer` (adam, adamw, nadam, rmsprop, sgd), `activation` (relu, elu,
-gelu, swish), `batch_size` (64, 100, 128, 256, 512) and `l2` (none = 0, 1e-6, 1e-5, 1e-4).
+Composes `dropout`, `batchnorm`, `schedule` and `augment` (their parameters and ranges) and
+adds `optimizer`, `activation`, `batch_size` and `l2`.
 All are scientific or nuisance at once here; nothing of the base config stays fixed but
 `epochs`, `seed` and the optimizers' secondary settings (momentum, weight decay).
 
 Two parts differ from the spaces it composes, because a search of everything at once has
 few trials to spend (BENCHMARKS.md, "Search efficiency"):
-- The network is `depth` (1 to 4 hidden layers) of one `width` (256, 512 or 1024 units), not
+- The network is `depth` hidden layers of one `width`, not
   `size`'s free width per layer: of 73 first-rung trials of the free form, the 47 with a layer
   of 16 units or fewer averaged 72% validation accuracy after 3 epochs against 96% for those at
   512 or more, and 6 to 8 layers averaged 58-79% at 3-4 times the cost an epoch. The records for
@@ -16,9 +15,9 @@ few trials to spend (BENCHMARKS.md, "Search efficiency"):
   (99.29% validation) had one layer of 512. 2048 (in `size`) is out: 3 x 2048 with augmentation
   took 147 s for one epoch on a 2-core AVX2 host, a quarter of a 10-minute search, and a draw
   of width 2048 costs 3 times the average of the others.
-- The rate depends on the optimizer: `learning_rate` (the `schedule` range, 1e-4 to 3e-2) for
-  the adaptive ones, `sgd_learning_rate` (1e-2 to 0.3, log scale; momentum 0.9) for sgd. With
-  the adaptive range, 16 sgd trials reached a median 53% after 3 epochs against 85% for adam.
+- The rate depends on the optimizer: `learning_rate` (the `schedule` range) for the adaptive
+  ones, `sgd_learning_rate` (a higher range; momentum 0.9) for sgd. With the adaptive range,
+  16 sgd trials reached a median 53% after 3 epochs against 85% for adam.
 """
 
 from __future__ import annotations

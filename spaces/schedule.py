@@ -1,9 +1,8 @@
 """Space `schedule`: learning-rate decay (the note's chapter 4: halve every 5 epochs, x0.1 every 20, or on plateau).
 
 Scientific: `lr_schedule` (constant, step, exponential, cosine, plateau).
-Nuisance: `learning_rate` (1e-4 to 3e-2, log scale); `lr_decay_factor` (0.1 to 0.9, for step,
-exponential and plateau); `lr_decay_epochs` (1 to 10, for step and exponential); `lr_patience`
-(1 to 5, for plateau). Each exists only for the schedules named.
+Nuisance: `learning_rate`, and the settings of the schedules that have them (`lr_decay_factor`,
+`lr_decay_epochs`, `lr_patience`), each only where its schedule is drawn.
 Fixed: the network and the rest of the base config (the reference model).
 """
 

@@ -1,7 +1,7 @@
 """Space `size`: how deep and how wide (the note's chapter 1: start big, shrink while watching val_loss).
 
-Scientific: `n_layers` (1 to 8 hidden layers) and `units_layer_<k>` (8 to 2048, powers of two),
-where `units_layer_<k>` exists only when `n_layers >= k`.
+Scientific: `n_layers`, the hidden layers, and `units_layer_<k>`, the width of each (powers of
+two), which exists only for the layers there are.
 Fixed: everything else, from the base config (the reference model: ReLU, Adam 0.001, batch 100).
 """
 

@@ -18,6 +18,26 @@ def test_spaces_lists_every_registered_space_with_its_docs() -> None:
     assert headings == list(SPACES)
     assert "  Space `size`: how deep and how wide" in result.stdout
     assert "units_layer_<k>" in result.stdout
+    # The parameters, read from the spaces themselves (spaces/_catalog.py), under each space's docs.
+    assert "    units_layer_3  one of 8, 16, 32, 64, 128, 256, 512, 1024, 2048; only when n_layers in 3-8" in lines
+    assert any(
+        line.split()
+        == [
+            "sgd_learning_rate",
+            "float",
+            "0.01",
+            "to",
+            "0.3,",
+            "log",
+            "scale;",
+            "only",
+            "when",
+            "optimizer",
+            "in",
+            "{sgd}",
+        ]
+        for line in lines
+    )
 
 
 def test_schema_has_a_row_per_config_field() -> None:

@@ -15,6 +15,7 @@ import spaces
 from search.config import TrialConfig
 from search.data import MNIST
 from search.errors import UserError
+from spaces._catalog import catalog
 
 # A base away from the defaults in the fields no space searches, so leaks from defaults show.
 BASE = TrialConfig(epochs=3, seed=7, momentum=0.8, weight_decay=0.01, early_stopping_patience=2)
@@ -113,6 +114,29 @@ def test_conditional_parameters_exist_only_when_they_apply(space_name: str) -> N
             assert ("lr_decay_factor" in params) == (schedule in ("step", "exponential", "plateau")), params
             assert ("lr_decay_epochs" in params) == (schedule in ("step", "exponential")), params
             assert ("lr_patience" in params) == (schedule == "plateau"), params
+
+
+def test_the_catalog_finds_every_parameter_a_search_draws_with_its_range(space_name: str) -> None:
+    """What `search spaces` prints, found by running the space, against what 60 real Optuna draws reach."""
+    drawn = {p: d for trial, _ in _random_trials(space_name, n=60, seed=1) for p, d in trial.distributions.items()}
+    found = {param.name: param for param in catalog(spaces.SPACES[space_name], BASE)}
+    assert found.keys() == drawn.keys()
+    for name, distribution in drawn.items():
+        param = found[name]
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            assert param.choices == distribution.choices
+        else:
+            assert (param.low, param.high, param.log) == (distribution.low, distribution.high, distribution.log)
+
+
+def test_the_catalog_says_when_a_parameter_exists() -> None:
+    size = {param.name: param for param in catalog(spaces.SPACES["size"], BASE)}
+    assert size["n_layers"].conditions == () and size["n_layers"].describe() == "int 1 to 8"
+    assert size["units_layer_3"].conditions == (("n_layers", tuple(range(3, 9))),)
+    assert size["units_layer_3"].describe().endswith("; only when n_layers in 3-8")
+    schedule = {param.name: param for param in catalog(spaces.SPACES["schedule"], BASE)}
+    assert schedule["lr_patience"].describe() == "int 1 to 5; only when lr_schedule in {plateau}"
+    assert schedule["learning_rate"].describe() == "float 0.0001 to 0.03, log scale"
 
 
 def test_every_space_module_has_a_docstring(space_name: str) -> None:
