@@ -2,12 +2,15 @@
 
 `make compare`'s studies, made the same way for every dataset: per dataset and space, one
 `python -m search run --space S --dataset D --trials 100000 --epochs E --subset N --seed K
---no-prior` into one SQLite file under --out, one after another (never side by side: the CPU is
-shared). Each run starts with its reference-model trial (the baseline the comparison measures
+--pruner none --no-prior` into one SQLite file under --out, one after another (never side by
+side: the CPU is shared). Each run starts with its reference-model trial (the baseline the comparison measures
 gain against) and gets SIGINT exactly BUDGET minutes after launch, as bench/search_efficiency.py
 does; the trial then running counts for nothing. `--no-prior` on every run: the warm-start
 prior exists for MNIST only, and the comparison is of what each space's search finds, not of a
-config queued by hand. The data is fetched and checked before the first clock starts.
+config queued by hand. `--pruner none` by default: the comparison reads complete trials, and
+in a budget of minutes the default `asha` completes almost none (it pauses every trial at its
+first rung and promotes few of them to the study's last epoch; a first run at 3 minutes a study
+completed only each study's baseline). The data is fetched and checked before the first clock starts.
 
 Then `search report --compare --dataset D` over that file, per dataset: its Markdown table
 (best validation accuracy per space against the reference model, the loss gap, the smallest
@@ -45,7 +48,7 @@ def run_study(dataset: str, space: str, args: argparse.Namespace, folder: Path) 
     command = [
         *(sys.executable, "-m", "search", "run", "--space", space, "--dataset", dataset, "--study", study),
         *("--storage", storage_of(folder), "--trials", "100000", "--epochs", str(args.epochs)),
-        *("--subset", str(args.subset), "--seed", str(args.seed), "--no-prior"),
+        *("--subset", str(args.subset), "--seed", str(args.seed), "--pruner", args.pruner, "--no-prior"),
     ]
     with open(folder / f"{study}.log", "w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
@@ -64,7 +67,7 @@ def report(args: argparse.Namespace, folder: Path) -> str:
     data = f"the first {args.subset} training images" if args.subset else "all 50,000 training images"
     parts = [
         f"Each of the spaces {', '.join(args.spaces)} searched for {args.budget:g} minutes (from launch) per dataset, "
-        f"backend and pruner the product's defaults, seed {args.seed}, up to {args.epochs} epochs per trial, "
+        f"backend tpe, pruner `{args.pruner}`, seed {args.seed}, {args.epochs} epochs per trial, "
         f"{data}, validation on the held-out 10,000, `--no-prior`. Gain is over each study's own "
         "reference-model trial (the note's 784-1024-512-256-10 net, trained the same way)."
     ]
@@ -80,6 +83,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=int, help=f"train on the first N images (default: {DEFAULT['subset']})")
     parser.add_argument("--epochs", type=int, help=f"max epochs per trial (default: {DEFAULT['epochs']})")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--pruner", default="none", help="default: %(default)s (the comparison reads complete trials)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="default: %(default)s")
     parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES), help="default: all")
     add_budget_flags(parser, "the storage and logs")
