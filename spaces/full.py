@@ -7,10 +7,10 @@ All are scientific or nuisance at once here; nothing of the base config stays fi
 
 Two parts differ from the spaces it composes, because a search of everything at once has
 few trials to spend (BENCHMARKS.md, "Search efficiency"):
-- The network is `depth` hidden layers of one `width`, not
-  `size`'s free width per layer: of 73 first-rung trials of the free form, the 47 with a layer
-  of 16 units or fewer averaged 72% validation accuracy after 3 epochs against 96% for those at
-  512 or more, and 6 to 8 layers averaged 58-79% at 3-4 times the cost an epoch. The records for
+- The network is `depth` hidden layers of one `width`, not `size`'s free width per layer: of
+  73 first-rung trials of the free form, the 47 with a layer of 16 units or fewer averaged 72%
+  validation accuracy after 3 epochs against 96% for those at 512 or more, and 6 to 8 layers
+  averaged 58-79% at 3-4 times the cost an epoch. The records for
   plain MLPs on MNIST use 2 to 5 layers of 800 units or more, and this space's best trial so far
   (99.29% validation) had one layer of 512. 2048 (in `size`) is out: 3 x 2048 with augmentation
   took 147 s for one epoch on a 2-core AVX2 host, a quarter of a 10-minute search, and a draw
