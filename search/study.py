@@ -33,7 +33,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
         study_name=name,
         storage=storage,
         **directions,
-        sampler=backend.sampler,
+        sampler=backend.make_sampler(0),
         pruner=backend.pruner,
         load_if_exists=True,
     )

@@ -113,7 +113,7 @@ def work(url: str, name: str, *, timeout: float | None = None) -> None:
     found.engine.dispose()  # read once; a worker holds no idle connection it will not use
     storage = open_storage(url, heartbeat=attrs["heartbeat"])
     backend = get_backend(BACKEND)(seed=os.getpid(), pruner=PRUNER, epochs=EPOCHS)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=backend.sampler, pruner=backend.pruner)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=backend.make_sampler(0), pruner=backend.pruner)
     n_trials = attrs["trials"]
     models = KeptModels.of(settle_keeping(url, study, keep=None, root=None))
     run_trials(

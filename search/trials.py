@@ -116,10 +116,9 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
     its epochs, which is how the pruner stops it). A process that has run TensorFlow already (a
     notebook, the tests) cannot fork safely: it runs the trial here.
     """
-    if backend.make_sampler is not None:
-        # Seeded from the study's trial count: a forked trial's process copies this one's sampler, random
-        # state and all, so one sampler kept across trials would have every trial draw alike.
-        study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
+    # Seeded from the study's trial count: a forked trial's process copies this one's sampler, random
+    # state and all, so one sampler kept across trials would have every trial draw alike.
+    study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
     _fail_stale(study)  # as optimize() does before each trial
     with warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for optimize(); this loop keeps the heartbeat itself.

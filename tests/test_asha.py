@@ -80,7 +80,7 @@ def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> 
     for trial in (_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7)):
         study.add_trial(trial)
     backend = PausingBackend(
-        sampler=optuna.samplers.RandomSampler(seed=0), rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
     )
     assert backend.next_trial(study)
     # Another worker, which read the trials before this one's promotion landed, promotes trial 0 too.
@@ -102,7 +102,7 @@ def test_a_promotion_starts_from_the_paused_weights_when_they_are_here(tmp_path:
     for trial in (_paused(0, 3, 0.9, save_weights=str(saved)), _paused(1, 3, 0.8), _paused(2, 3, 0.7)):
         study.add_trial(trial)
     backend = PausingBackend(
-        sampler=optuna.samplers.RandomSampler(seed=0), rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
     )
     backend.next_trial(study)
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)

@@ -24,16 +24,16 @@ class Backend:
     trial)`, where a backend may set the trial's plan (or refuse the trial, saying why: it is then
     failed as surplus). After each trial the driver calls `trial_finished(study, trial)` with the
     recorded trial. The plan is `search.record.TrialPlan`, in user attrs.
-    Each trial samples in a process forked for it, with the sampler `make_sampler(count)` makes
-    for a study holding `count` trials (seeded from the backend's seed and `count`, so every
-    trial draws afresh); a backend whose trials are all enqueued leaves it None.
+    Each trial is asked for with the sampler `make_sampler(count)` makes for a study holding
+    `count` trials (seeded from the backend's seed and `count`, so every trial draws afresh, in
+    whichever process); it is the backend's one sampler (a backend whose trials are all enqueued
+    makes one that is never consulted).
     `epoch_pruner`, where set, is a pruner the trial itself consults after each epoch instead of
     Optuna's (search/backends/_size_aware.py: Optuna cannot prune a multi-objective trial).
     """
 
-    sampler: optuna.samplers.BaseSampler
     pruner: optuna.pruners.BasePruner
-    make_sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
+    make_sampler: Callable[[int], optuna.samplers.BaseSampler]
     epoch_pruner: SizeAwarePruner | None = None
     stop_reason: str = "the backend has no new trials to offer"
 
@@ -49,7 +49,7 @@ class Backend:
     def describe(self) -> dict[str, Any]:
         """Settings worth recording with the study."""
         pruner = self.epoch_pruner or self.pruner
-        return {"sampler_class": type(self.sampler).__name__, "pruner_class": type(pruner).__name__}
+        return {"sampler_class": type(self.make_sampler(0)).__name__, "pruner_class": type(pruner).__name__}
 
 
 class BackendFactory(Protocol):

@@ -56,7 +56,10 @@ class KerasTunerBackend(Backend):
     def __init__(
         self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path, seed: int
     ) -> None:
-        super().__init__(sampler=optuna.samplers.RandomSampler(seed=seed), pruner=optuna.pruners.NopPruner())
+        # Every trial is the oracle's, enqueued with its values: Optuna's sampler is never consulted.
+        super().__init__(
+            pruner=optuna.pruners.NopPruner(), make_sampler=lambda _: optuna.samplers.RandomSampler(seed=seed)
+        )
         self.make_oracle, self.oracle_class, self.spec, self.folder = make_oracle, oracle_class, spec, folder
         self.oracle: Any = None
         self._lock_file: IO | None = None

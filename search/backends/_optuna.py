@@ -75,7 +75,6 @@ def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Back
             if not study:
                 raise TypeError("the asha pruner needs the study's name (its paused trials' weights go beside it)")
             return PausingBackend(
-                sampler=make_quietly(seed),
                 make_sampler=for_trial,
                 rungs=rungs(MIN_EPOCHS, epochs, ETA),
                 eta=ETA,
@@ -83,7 +82,6 @@ def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Back
                 folder=paused_folder(storage, study),
             )
         return Backend(
-            sampler=make_quietly(seed),
             pruner=_pruner(pruner, epochs),
             make_sampler=for_trial,
             epoch_pruner=_size_aware(spec) if pruner == "size-aware" else None,
