@@ -132,6 +132,16 @@ def test_empty_unknown_or_unnamed_study_is_one_clear_line(tmp_path: Path, capsys
     assert not (tmp_path / "out").exists()
 
 
+def test_compare_says_when_only_the_baseline_finished(tmp_path: Path) -> None:
+    """Searched trials all paused or pruned (a short asha study): the row says so, not only a zero gain."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    paused = [create_trial(state=TrialState.PRUNED, intermediate_values={3: 0.99}) for _ in range(2)]
+    _study(storage, "batchnorm-short", "batchnorm", [_trial(0.95, 512, baseline=True), *paused])
+    row = compare_spaces([optuna.load_study(study_name="batchnorm-short", storage=storage)]).set_index("space")
+    assert row.loc["batchnorm", "gain"] == 0.0
+    assert row.loc["batchnorm", "note"].startswith("only the baseline finished: 2 trials stopped early")
+
+
 def test_compare_lists_every_space_and_what_it_bought(
     tiny_study: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

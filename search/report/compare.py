@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from optuna.trial import FrozenTrial
 
 from search.data import title
+from search.optuna_internals import state_counts
 from search.rank import load_studies
 from search.record import TrialRecord
 from search.report import COMPARE_DIR
@@ -106,7 +107,7 @@ def _row(space: str, studies: list[optuna.Study]) -> dict:
         **_smallest_near(complete_trials(study), records, best.value),
         "best_trial_seconds": _or_nan(records[best.number].seconds),
         "study_seconds": sum(record.seconds or 0.0 for record in records.values()),
-        "note": "" if baseline else "no baseline trial in this study",
+        "note": _note(study, baseline, len(complete_trials(study))),
     }
     if baseline:
         row |= {
@@ -115,6 +116,19 @@ def _row(space: str, studies: list[optuna.Study]) -> dict:
             "baseline_loss_gap": loss_gap(baseline),
         }
     return row
+
+
+def _note(study: optuna.Study, baseline: FrozenTrial | None, complete: int) -> str:
+    """What the row cannot show: a missing baseline, or a search none of whose trials finished."""
+    if baseline is None:
+        return "no baseline trial in this study"
+    stopped = state_counts(study)["pruned"]
+    if complete == 1 and stopped:
+        return (
+            f"only the baseline finished: {stopped} trials stopped early (pruned, or paused by asha); "
+            "run longer, or search with --pruner none"
+        )
+    return ""
 
 
 def _smallest_near(trials: list[FrozenTrial], records: dict[int, TrialRecord], best: float) -> dict[str, float]:
