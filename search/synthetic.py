@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import optuna
 
@@ -106,8 +107,12 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def work(url: str, name: str, *, timeout: float | None = None) -> None:
-    """Join synthetic study `name` as one worker and run the loop until it holds its trials."""
+def work(url: str, name: str, *, timeout: float | None = None, wait_for: Path | None = None) -> None:
+    """Join synthetic study `name` as one worker and run the loop until it holds its trials.
+
+    With `wait_for`, the worker says "ready" once it has joined and starts its first trial only
+    when that file exists: a test starts several at once that way, however slowly each starts.
+    """
     found = open_storage(url)
     attrs = found.get_study_user_attrs(found.get_study_id_from_name(name))
     found.engine.dispose()  # read once; a worker holds no idle connection it will not use
@@ -116,6 +121,10 @@ def work(url: str, name: str, *, timeout: float | None = None) -> None:
     study = optuna.load_study(study_name=name, storage=storage, sampler=backend.make_sampler(0), pruner=backend.pruner)
     n_trials = attrs["trials"]
     models = KeptModels.of(settle_keeping(url, study, keep=None, root=None))
+    if wait_for is not None:
+        print("ready", flush=True)
+        while not wait_for.exists():
+            time.sleep(0.05)
     run_trials(
         study, backend, SyntheticObjective(n_trials, Progress(n_trials, "value"), models=models), n_trials, timeout
     )
@@ -126,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--storage", required=True)
     parser.add_argument("--study", required=True)
     parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    parser.add_argument("--wait-for", type=Path, help="say ready, then start only once this file exists")
     args = parser.parse_args(argv)
     quiet_optuna()  # as the command line: the loop's trial lines say it once
-    work(args.storage, args.study, timeout=args.timeout)
+    work(args.storage, args.study, timeout=args.timeout, wait_for=args.wait_for)
 
 
 if __name__ == "__main__":

@@ -169,12 +169,27 @@ def stop(parent: subprocess.Popen) -> None:
             parent.kill()
 
 
-def run_synthetic_workers(url: str, study: str, n_workers: int, folder: Path, *args: str) -> list[Path]:
-    """`python -m search.synthetic` workers on `study` to the end, each with `args`; their logs. Fails if one did."""
+def run_synthetic_workers(
+    url: str, study: str, n_workers: int, folder: Path, *args: str, together: bool = False
+) -> list[Path]:
+    """`python -m search.synthetic` workers on `study` to the end, each with `args`; their logs. Fails if one did.
+
+    `together`: no worker starts a trial before all have joined (on a busy machine the first
+    could otherwise finish every trial before the last one has started Python).
+    """
+    go = folder / "go"
     command = [sys.executable, "-m", "search.synthetic", "--storage", url, "--study", study, *args]
+    command += ["--wait-for", str(go)] if together else []
     logs = [folder / f"worker-{k}.log" for k in range(n_workers)]
     workers = [subprocess.Popen(command, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
     try:
+        if together:
+            deadline = time.monotonic() + LIMIT
+            while not all("ready" in log.read_text().splitlines() for log in logs):
+                gone = [worker.returncode for worker in workers if worker.poll() is not None]
+                assert not gone and time.monotonic() < deadline, "".join(log.read_text() for log in logs)[-5000:]
+                time.sleep(0.1)
+            go.touch()
         statuses = [worker.wait(timeout=LIMIT) for worker in workers]
     finally:
         for worker in workers:

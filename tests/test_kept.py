@@ -107,7 +107,7 @@ def test_keep_zero_keeps_none(tmp_path: Path) -> None:
 def test_two_workers_finishing_at_once_never_delete_each_other_s_best(storage_url: str, tmp_path: Path) -> None:
     root = None if storage_url.startswith("sqlite") else str(tmp_path / "shared")  # PostgreSQL: no default store
     synthetic.create_study(storage_url, "two", n_trials=24, keep_models=3, artifacts=root)
-    run_synthetic_workers(storage_url, "two", 2, tmp_path)
+    run_synthetic_workers(storage_url, "two", 2, tmp_path, together=True)
     study = optuna.load_study(study_name="two", storage=open_storage(storage_url))
     store = recorded_store(study.user_attrs, "two")
     kept = kept_models(study)
