@@ -83,7 +83,7 @@ clean-artifacts: setup
 # not in the user's: MNIST is fetched there first, so the workers never race to.
 test: setup lint
 	SEARCH_DATA_DIR=data $(SEARCH) data
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,11 +1,12 @@
 """The technique comparison on MNIST and Fashion-MNIST: each space searched for the same budget on each.
 
 `make compare`'s studies, made the same way for every dataset: per dataset and space, one
-`python -m search run --space S --dataset D --trials 100000 --epochs E --subset N --seed K
+`python -m search run --space S --dataset D --trials T --epochs E --subset N --seed K
 --pruner none --no-prior` into one SQLite file under --out, one after another (never side by
 side: the CPU is shared). Each run starts with its reference-model trial (the baseline the comparison measures
 gain against) and gets SIGINT exactly BUDGET minutes after launch, as bench/search_efficiency.py
-does; the trial then running counts for nothing. `--no-prior` on every run: the warm-start
+does (the trial then running counts for nothing), unless it has finished its T trials (by
+default, more than any budget holds) before. `--no-prior` on every run: the warm-start
 prior exists for MNIST only, and the comparison is of what each space's search finds, not of a
 config queued by hand. `--pruner none` by default: the comparison reads complete trials, and
 in a budget of minutes the default `asha` completes almost none (it pauses every trial at its
@@ -47,7 +48,7 @@ def run_study(dataset: str, space: str, args: argparse.Namespace, folder: Path) 
     study = f"{dataset}-{space}"
     command = [
         *(sys.executable, "-m", "search", "run", "--space", space, "--dataset", dataset, "--study", study),
-        *("--storage", storage_of(folder), "--trials", "100000", "--epochs", str(args.epochs)),
+        *("--storage", storage_of(folder), "--trials", str(args.trials), "--epochs", str(args.epochs)),
         *("--subset", str(args.subset), "--seed", str(args.seed), "--pruner", args.pruner, "--no-prior"),
     ]
     with open(folder / f"{study}.log", "w") as log:
@@ -83,6 +84,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=int, help=f"train on the first N images (default: {DEFAULT['subset']})")
     parser.add_argument("--epochs", type=int, help=f"max epochs per trial (default: {DEFAULT['epochs']})")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--trials", type=int, default=100_000, help="trials per study, baseline included")
     parser.add_argument("--pruner", default="none", help="default: %(default)s (the comparison reads complete trials)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), help="default: %(default)s")
     parser.add_argument("--spaces", nargs="+", choices=SPACES, default=list(SPACES), help="default: all")
