@@ -10,6 +10,7 @@ reaches anything new. `search spaces` prints the result; Keras Tuner's adapter r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,7 +98,7 @@ class _Recorder:
             self.scopes.pop()
 
     def _answer(self, param: Param) -> Any:
-        param = self.found.setdefault(param.name, Param(**{**vars(param), "conditions": tuple(self.scopes)}))
+        param = self.found.setdefault(param.name, dataclasses.replace(param, conditions=tuple(self.scopes)))
         if param.kind != "float":
             self.reached[param.name] = param.discrete()
         return self.forced.get(param.name, param.choices[0] if param.kind == "categorical" else param.low)
