@@ -44,7 +44,7 @@ from search.spec import DEFAULT_MULTI_PRUNER
 ARMS = (DEFAULT_MULTI_PRUNER, "none")
 OBJECTIVE = "val_accuracy,params"
 REFERENCE = (0.10, 8.0)  # (validation error, log10 trainable parameters): the hypervolume's far corner
-SMOKE = {"budget": 0.15, "seeds": [0], "subset": 500, "epochs": 3}
+SMOKE = {"budget": 0.05, "seeds": [0], "subset": 500, "epochs": 3}
 DEFAULT = {"budget": 10.0, "seeds": [0, 1, 2], "subset": 0, "epochs": 20}
 SECTION = ("pareto", "Accuracy against size: pruned or not")
 

@@ -2,8 +2,9 @@
 
 Optuna has no public way to read one trial by number, to reach the SQLAlchemy engine under a
 study, to write to a frozen trial, to read many trials' values and a few of their attrs
-without building every trial object (1 s of `search rank`'s 2 on 1,000 trials), or to list and
-forget the artifacts recorded with a study's trials (a finished trial takes no attr). What follows
+without building every trial object (1 s of `search rank`'s 2 on 1,000 trials), to list and
+forget the artifacts recorded with a study's trials (a finished trial takes no attr), or to
+weigh TPE's choice among its candidates by anything but its own density ratio. What follows
 is what Optuna 5 does inside; pyproject.toml pins the major version, and
 tests/test_optuna_internals.py fails on an upgrade that changes any of it.
 """
@@ -13,14 +14,16 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from collections.abc import Collection, Container, Iterable, Iterator
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 import sqlalchemy
 from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 TESTED_MAJOR = 5  # the Optuna major version whose internals this module uses
@@ -284,3 +287,39 @@ def forget_trial_artifact(study: optuna.Study, number: int, artifact_id: str) ->
         connection.execute(
             _FORGET, {"key": ARTIFACTS_ATTR_PREFIX + artifact_id, "study": study._study_id, "number": number}
         )
+
+
+# What `PenalizedTPESampler` subtracts from TPE's acquisition: given the study, the (sub)space being
+# sampled and TPE's candidates (each parameter's internal values, one array entry per candidate), an
+# array of one penalty per candidate, in the acquisition's units (a log ratio).
+Penalty = Callable[[optuna.Study, dict[str, BaseDistribution], dict[str, np.ndarray]], np.ndarray]
+
+
+class PenalizedTPESampler(optuna.samplers.TPESampler):
+    """TPE that picks, of its candidates, the one with the largest log l(x) - log g(x) - penalty(x).
+
+    TPE draws `n_ei_candidates` points from the good trials' density l(x) and keeps the one with
+    the largest l(x) / g(x); Optuna has no hook to weigh that choice, so `_sample` (which knows the
+    study and subspace) and `_compute_acquisition_func` (which scores the candidates) are extended.
+    """
+
+    def __init__(self, *, penalty: Penalty, **tpe: Any) -> None:
+        super().__init__(**tpe)
+        self._penalty = penalty
+        self._sampling: tuple[optuna.Study, dict[str, BaseDistribution]] | None = None
+
+    def _sample(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._sampling = (study, search_space)
+        try:
+            return super()._sample(study, trial, search_space)
+        finally:
+            self._sampling = None
+
+    def _compute_acquisition_func(self, samples: dict[str, np.ndarray], mpe_below: Any, mpe_above: Any) -> np.ndarray:
+        scores = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+        if self._sampling is None:
+            return scores
+        study, search_space = self._sampling
+        return scores - self._penalty(study, search_space, samples)

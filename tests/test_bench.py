@@ -113,7 +113,7 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
     benchmarks = tmp_path / "BENCHMARKS.md"
     benchmarks.write_text("# Benchmarks\n\n## Workers\n\nhand-written\n")
     out = tmp_path / "runs"
-    command = ["--budget", "0.3", "--subset", "500", "--epochs", "1000", "--backends", "tpe"]
+    command = ["--budget", "0.15", "--subset", "500", "--epochs", "1000", "--backends", "tpe"]
     # Unstopped, 1,000 epochs take far longer than the test's limit.
     printed = _script("search_efficiency", *command, "--out", str(out), "--benchmarks", str(benchmarks))
     row = next(line for line in printed.splitlines() if line.startswith("| tpe | 0 |")).split(" | ")
@@ -127,7 +127,7 @@ def test_a_real_run_is_cut_at_its_budget_and_writes_its_table(tmp_path):
     section = written.split("<!-- search_efficiency_short:start -->\n")[1].split(
         "<!-- search_efficiency_short:end -->"
     )[0]
-    assert "bench/search_efficiency.py --budget 0.3 --subset 500" in section
+    assert "bench/search_efficiency.py --budget 0.15 --subset 500" in section
     assert "| tpe | asha |" in section and "not judged" in section
     storage = f"sqlite:///{out / 'efficiency.db'}"
     if "tpe-seed0" not in optuna.get_all_study_names(storage):

@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import replace
 
+import numpy as np
 import optuna
 import pytest
 import sqlalchemy
@@ -177,3 +178,29 @@ def test_the_artifacts_read_and_forgotten_are_those_optuna_records(tmp_path):
     optuna_internals.forget_trial_artifact(study, running.number, read[0].artifact_id)  # finished, as pruning does
     assert optuna_internals.trial_artifacts(study) == [replace(read[1], state=TrialState.COMPLETE)]
     assert f"artifacts:{read[0].artifact_id}" not in study._storage.get_trial_system_attrs(running._trial_id)
+
+
+def test_tpe_s_choice_is_lowered_by_the_penalty_on_its_own_candidates():
+    """The penalty sees the subspace and TPE's candidates (in their ranges, categories as indices) and
+    steers the choice: every proposal after the start-up avoids the penalized half."""
+    calls = []
+
+    def penalty(study, space, samples):
+        calls.append((set(space), {name: (values.min(), values.max()) for name, values in samples.items()}))
+        return np.where(samples["x"] > 0.5, 100.0, 0.0)
+
+    sampler = optuna_internals.PenalizedTPESampler(penalty=penalty, seed=0, n_startup_trials=5, multivariate=True)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial):
+        trial.suggest_float("rate", 1e-4, 1e-1, log=True)
+        trial.suggest_categorical("width", [16, 64, 256])
+        return trial.suggest_float("x", 0, 1)
+
+    study.optimize(objective, n_trials=15)
+    assert len(calls) == 10, "the penalty is asked once per proposal"
+    names, ranges = calls[-1]
+    assert names == {"rate", "width", "x"}
+    assert 1e-4 <= ranges["rate"][0] <= ranges["rate"][1] <= 1e-1
+    assert {0.0, 1.0, 2.0} >= {ranges["width"][0], ranges["width"][1]}
+    assert all(t.params["x"] <= 0.5 for t in study.trials[5:])

@@ -23,9 +23,13 @@ from search.workers import _verdict, worker_command
 HEARTBEAT = 2  # seconds; a killed worker's trial is retried after GRACE_HEARTBEATS of them
 
 
-def test_workers_share_one_study(storage_url: str) -> None:
-    """`search run --workers 2` finishes exactly 4 trials, each number once, trained by both workers."""
-    url, workers, n_trials = storage_url, 2, 4
+def test_workers_share_one_study(postgres_server) -> None:
+    """`search run --workers 2` finishes exactly 4 trials, each number once, trained by both workers.
+
+    On PostgreSQL, the storage meant for many workers. SQLite's share of one study between real
+    workers is the killed-worker test's below, and 8 workers at once are test_storage_load's, on both.
+    """
+    url, workers, n_trials = postgres_server(), 2, 4
     args = ["--epochs", "1", "--trials", str(n_trials), "--workers", str(workers), "--study", "many"]
     parent = start_search("run", *TINY_RUN, *args, "--storage", url)
     try:

@@ -10,6 +10,7 @@ import optuna
 
 from search.backends._asha import PausingBackend, paused_folder, rungs
 from search.backends._base import Backend, BackendFactory
+from search.backends._cost_aware import CostAwareTPESampler
 from search.backends._size_aware import SizeAwarePruner
 from search.errors import UserError
 from search.spec import StudySpec
@@ -98,16 +99,16 @@ def _gp(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(seed=seed)
 
 
+# Multivariate TPE models parameters jointly; `group` handles the conditional parameters;
+# the constant liar keeps parallel workers from all sampling next to the same good trial.
+# 5 random start-up trials, not Optuna's 10: a 10-minute search on a 2-core host finished 5 to
+# 12 trials, so with 10 TPE never proposed one (BENCHMARKS.md, "Search efficiency").
+TPE_SETTINGS = {"n_startup_trials": 5, "multivariate": True, "group": True, "constant_liar": True}
+
 OPTUNA_BACKENDS: dict[str, BackendFactory] = {
-    # Multivariate TPE models parameters jointly; `group` handles the conditional parameters;
-    # the constant liar keeps parallel workers from all sampling next to the same good trial.
-    # 5 random start-up trials, not Optuna's 10: a 10-minute search on a 2-core host finished 5 to
-    # 12 trials, so with 10 TPE never proposed one (BENCHMARKS.md, "Search efficiency").
-    "tpe": _sampler_backend(
-        lambda seed: optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=5, multivariate=True, group=True, constant_liar=True
-        )
-    ),
+    "tpe": _sampler_backend(lambda seed: optuna.samplers.TPESampler(seed=seed, **TPE_SETTINGS)),
+    # The same TPE, weighing each candidate by its predicted seconds per epoch (_cost_aware.py).
+    "tpe-cost": _sampler_backend(lambda seed: CostAwareTPESampler(seed=seed, **TPE_SETTINGS)),
     "random": _sampler_backend(lambda seed: optuna.samplers.RandomSampler(seed=seed)),
     "qmc": _sampler_backend(lambda seed: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)),
     "cmaes": _sampler_backend(lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)),
