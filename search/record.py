@@ -120,6 +120,11 @@ class TrialRecord:
     def baseline(self) -> bool:
         return self.plan.baseline
 
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """What an epoch of the trial cost: training seconds over the epochs it trained (None if unknown)."""
+        return self.seconds / self.epochs_run if self.seconds and self.epochs_run else None
+
     def to_attrs(self) -> dict[str, Any]:
         """The record's user attrs (the plan's are set when the trial is queued, so not here)."""
         return {**_attrs_of(self), **(self.fail.to_attrs(self.fail_message) if self.fail else {})}

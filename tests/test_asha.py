@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import optuna
@@ -9,8 +10,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.backends._asha import PausingBackend, promotion, rungs, weights_path
-from search.record import FailReason, TrialPlan
+from search.backends._asha import FINISH_MARGIN, PausingBackend, leader_to_finish, promotion, rungs, weights_path
+from search.record import FailReason, TrialPlan, TrialRecord
 from search.study import StudySpec, run_study
 
 ETA = 3
@@ -24,13 +25,16 @@ def test_rungs_grow_by_eta_and_end_at_the_studys_epochs() -> None:
     assert rungs(2, 2, 3) == [2]  # a study as short as the first rung: every trial trains to the end
 
 
-def _paused(number: int, rung: int, value: float, **plan: object) -> FrozenTrial:
+def _paused(number: int, rung: int, value: float, epoch_seconds: float = 10.0, **plan: object) -> FrozenTrial:
     trial = create_trial(
         state=TrialState.PRUNED,
         params={"x": number / 100},
         distributions=X,
         intermediate_values={rung - 1: value / 2, rung: value},
-        user_attrs=TrialPlan(epochs=rung, pause=True, **plan).to_attrs(),
+        user_attrs={
+            **TrialPlan(epochs=rung, pause=True, **plan).to_attrs(),
+            **TrialRecord(seconds=epoch_seconds * rung, epochs_run=rung).to_attrs(),
+        },
     )
     trial.number = number
     return trial
@@ -73,6 +77,44 @@ def test_a_promotion_that_did_not_run_can_be_made_again_one_that_diverged_cannot
     assert promotion([*trials, interrupted], RUNGS, ETA, 1.0).number == 0
     diverged = _continuing(3, 0, TrialState.FAIL, **FailReason.DIVERGED.to_attrs("loss became NaN"))
     assert promotion([*trials, diverged], RUNGS, ETA, 1.0) is None
+
+
+def test_the_budget_s_last_stretch_finishes_the_best_paused_trial() -> None:
+    """The leader (0.95 at rung 9, 10 s an epoch) needs 18 more epochs to the cap of 27: 180 s."""
+    trials = [_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95), _paused(3, 3, 0.94, epoch_seconds=1)]
+    needed = 10.0 * (27 - 9)
+    assert leader_to_finish(trials, 27, 1.0, math.inf) is None, "no budget, no last stretch"
+    assert leader_to_finish(trials, 27, 1.0, FINISH_MARGIN * needed + 1) is None, "not yet"
+    assert leader_to_finish(trials, 27, 1.0, FINISH_MARGIN * needed).number == 2
+    assert leader_to_finish(trials, 27, 1.0, needed).number == 2
+    # Too late for the leader: the next best (24 epochs at 1 s) fits, in its own time.
+    assert leader_to_finish(trials, 27, 1.0, needed - 1) is None
+    assert leader_to_finish(trials, 27, 1.0, 30.0).number == 3
+    assert leader_to_finish(trials, 27, 1.0, 10.0) is None, "nothing fits"
+    # Once it is continued, the next best is the leader; a complete trial as good as it ends the stretch.
+    continuing = _continuing(4, source=2, state=TrialState.COMPLETE)
+    assert leader_to_finish([*trials, continuing], 27, 1.0, 30.0).number == 3
+    continuing.value = 0.96
+    assert leader_to_finish([*trials, continuing], 27, 1.0, 30.0) is None
+    # A loss: lowest is best.
+    assert leader_to_finish(trials[:3], 27, -1.0, 300.0).number == 1
+
+
+def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    saved = weights_path(tmp_path, 2)
+    saved.write_bytes(b"weights")
+    for trial in (_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95, save_weights=str(saved))):
+        study.add_trial(trial)
+    backend = PausingBackend(
+        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+    )
+    backend.next_trial(study, seconds_left=200.0)  # the leader needs 180 s
+    plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
+    assert (plan.continues, plan.epochs, plan.initial_epoch, plan.initial_weights) == (2, 27, 9, str(saved))
+    trial = study.ask()
+    assert backend.start_trial(study, trial) is None
+    assert not TrialPlan.from_attrs(study.trials[3].user_attrs).pause, "trained to the cap, it completes"
 
 
 def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> None:

@@ -13,6 +13,15 @@ continued by a new trial with the same params, from its weights, up to the next 
 the sampler draws a new trial for the first rung. The trial that trains to the study's epochs
 completes, and its value is its best epoch's.
 
+**The budget's last stretch finishes the leader.** In a time budget the top rungs fill slowly:
+to complete a trial at the cap, 3 trials must reach rung 81, 9 rung 27, and so on; in an hour on
+a 2-core host none did, so the study's best complete trial was its baseline and `search export`
+gave the reference model. So once the time left is no more than `FINISH_MARGIN` times what the
+leader still needs (the best paused trial, if it beats every complete one: its seconds per epoch
+times the epochs to the cap), and the finish still fits, that trial is continued straight to
+the cap from its weights, and the study ends with its best config trained in full. A finish
+that cannot fit (a 10-minute search's first-rung leader would need 99 epochs) never starts.
+
 Rungs are 1, 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
 `.paused/<study>/` beside a SQLite file. A promotion whose weights are not on this machine (a
 worker elsewhere paused it, or they were swept) trains from scratch to the next rung: slower,
@@ -28,10 +37,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.backends._base import Backend
-from search.record import FailReason, TrialPlan
+from search.record import FailReason, TrialPlan, TrialRecord
 from search.storage import study_folder
 
 PAUSED_FOLDER = ".paused"
+# Finish the leader once the time left is at most this many times its training to the cap: the
+# check comes between trials, so the window must be wider than a trial for the loop not to miss it.
+FINISH_MARGIN = 1.5
 
 
 def rungs(first: int, epochs: int, eta: int) -> list[int]:
@@ -63,24 +75,29 @@ class PausingBackend(Backend):
     def describe(self) -> dict:
         return {**super().describe(), "pruner_class": "asha", "rungs": self.rungs, "paused_folder": str(self.folder)}
 
-    def next_trial(self, study: optuna.Study) -> bool:
-        """Queue the best promotion, if one is due; else the sampler draws a new trial for the first rung."""
+    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf) -> bool:
+        """Queue the leader's finish or the best promotion, if one is due; else the sampler draws a new trial."""
         trials = study.get_trials(deepcopy=False)
-        source = promotion(trials, self.rungs, self.eta, self.sign)
-        if source is not None:
-            plan = TrialPlan.from_attrs(source.user_attrs)
-            start = plan.epochs
-            weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
-            study.enqueue_trial(
-                source.params,
-                user_attrs=TrialPlan(
-                    epochs=self.rungs[self.rungs.index(start) + 1],
-                    initial_epoch=start if weights else 0,
-                    initial_weights=weights,
-                    continues=source.number,
-                ).to_attrs(),
-            )
+        if (source := leader_to_finish(trials, self.rungs[-1], self.sign, seconds_left)) is not None:
+            self._continue(study, source, self.rungs[-1])
+        elif (source := promotion(trials, self.rungs, self.eta, self.sign)) is not None:
+            start = TrialPlan.from_attrs(source.user_attrs).epochs
+            self._continue(study, source, self.rungs[self.rungs.index(start) + 1])
         return True
+
+    def _continue(self, study: optuna.Study, source: FrozenTrial, epochs: int) -> None:
+        """Queue a trial with `source`'s params that trains on from its weights (if here) to `epochs`."""
+        plan = TrialPlan.from_attrs(source.user_attrs)
+        weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
+        study.enqueue_trial(
+            source.params,
+            user_attrs=TrialPlan(
+                epochs=epochs,
+                initial_epoch=plan.epochs if weights else 0,
+                initial_weights=weights,
+                continues=source.number,
+            ).to_attrs(),
+        )
 
     def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
         """Give a new trial the first rung, and every trial below the last rung a place for its weights.
@@ -131,6 +148,35 @@ def promotion(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float
     return None
 
 
+def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, seconds_left: float) -> FrozenTrial | None:
+    """The paused trial to train to the cap now, so that it completes within `seconds_left`, or None.
+
+    Of the paused trials not continued yet that beat every complete trial, best first: the first
+    whose finish (its seconds per epoch, as recorded, times the epochs it needs to reach `epochs`)
+    still fits in the time left, once the time left is at most FINISH_MARGIN times that finish.
+    Until then, none: the best waits for its time rather than a lesser one going first.
+    """
+    if math.isinf(seconds_left):
+        return None
+    taken = _continued(trials)
+    complete = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    leaders = [
+        t
+        for t in trials
+        if t.number not in taken and _paused_at(t) is not None and _best(t, sign) > max(complete, default=-math.inf)
+    ]
+    for leader in sorted(leaders, key=lambda t: -_best(t, sign)):
+        cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch
+        if cost is None:
+            continue
+        needed = cost * (epochs - _paused_at(leader))
+        if seconds_left > FINISH_MARGIN * needed:
+            return None
+        if needed <= seconds_left:
+            return leader
+    return None
+
+
 def promotable_soon(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float) -> list[FrozenTrial]:
     """Paused trials in the top half of their rung: those a few more arrivals could put in its top 1/eta.
 
@@ -146,15 +192,19 @@ def promotable_soon(trials: list[FrozenTrial], rungs: list[int], eta: int, sign:
 
 def _ranked(trials: list[FrozenTrial], rung: int, sign: float) -> list[FrozenTrial]:
     """The trials paused at `rung`, best first, by their best reported value."""
-    paused = [
-        t
-        for t in trials
-        if t.state == TrialState.PRUNED
-        and t.intermediate_values
-        and (plan := TrialPlan.from_attrs(t.user_attrs)).pause
-        and plan.epochs == rung
-    ]
-    return sorted(paused, key=lambda t: -max(sign * v for v in t.intermediate_values.values()))
+    return sorted((t for t in trials if _paused_at(t) == rung), key=lambda t: -_best(t, sign))
+
+
+def _paused_at(trial: FrozenTrial) -> int | None:
+    """The rung a trial paused at, or None for a trial that did not pause there (or reported nothing)."""
+    plan = TrialPlan.from_attrs(trial.user_attrs)
+    paused = trial.state == TrialState.PRUNED and trial.intermediate_values and plan.pause
+    return plan.epochs if paused else None
+
+
+def _best(trial: FrozenTrial, sign: float) -> float:
+    """A trial's best reported value, higher is better."""
+    return max(sign * v for v in trial.intermediate_values.values())
 
 
 def _continued(trials: list[FrozenTrial]) -> dict[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from search.optuna_internals import PenalizedTPESampler
 from search.record import TrialRecord
@@ -34,20 +34,12 @@ RIDGE = 3.0  # the penalty on the coefficients; 3 to 10 predicted best (above)
 MIN_TRIALS = 5  # finished trials with a cost before any is predicted (TPE's own start-up count here)
 
 
-def seconds_per_epoch(trial: FrozenTrial) -> float | None:
-    """What an epoch of `trial` cost, from its record: training seconds over the epochs it trained."""
-    record = TrialRecord.from_attrs(trial.user_attrs)
-    if not record.seconds or not record.epochs_run:
-        return None
-    return record.seconds / record.epochs_run
-
-
 def log_cost(study: optuna.Study, space: dict[str, BaseDistribution], samples: dict[str, np.ndarray]) -> np.ndarray:
     """log c(x) for each candidate, from the finished trials' log seconds per epoch; 0 when too few are known."""
     known = [
         (trial, cost)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if space.keys() <= trial.params.keys() and (cost := seconds_per_epoch(trial))
+        if space.keys() <= trial.params.keys() and (cost := TrialRecord.from_attrs(trial.user_attrs).seconds_per_epoch)
     ]
     if len(known) < MIN_TRIALS:
         return np.zeros(len(next(iter(samples.values()))))
