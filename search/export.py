@@ -16,6 +16,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.artifacts import ModelStore, recorded_store
+from search.backends._asha import best_value, paused_at
 from search.config import ConfigFile, TrialConfig, read_yaml
 from search.data import title
 from search.errors import UserError
@@ -80,7 +81,30 @@ def export_trial(
         raise UserError(
             f"trial {trial.number}'s recorded config no longer fits this version's schema: {error}"
         ) from None
-    return Exported(config, _provenance(study, trial), boundary_warnings(trial, study.user_attrs.get("space", "")))
+    warnings = [*boundary_warnings(trial, study.user_attrs.get("space", "")), *_paused_ahead(study, trial)]
+    return Exported(config, _provenance(study, trial), warnings)
+
+
+def _paused_ahead(study: optuna.Study, trial: FrozenTrial) -> list[str]:
+    """A warning if a trial paused by `asha` reached a better validation value than `trial` finished with.
+
+    Such a trial never trained to the end, so it cannot be exported; a search with a time budget
+    finishes its leader in its last stretch (search/backends/_asha.py), but one with none, or
+    whose leader's finish did not fit, leaves it paused.
+    """
+    if len(study.directions) > 1:
+        return []
+    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    paused = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if paused_at(t)]
+    leader = max(paused, key=lambda t: best_value(t, sign), default=None)
+    if leader is None or best_value(leader, sign) <= sign * trial.value:
+        return []
+    return [
+        f"trial {leader.number}, paused at epoch {paused_at(leader)} by the asha pruner, reached "
+        f"{sign * best_value(leader, sign):.4f} validation, better than this trial's {trial.value:.4f}, but never "
+        "trained to the end: resume the search with a time budget (its last stretch finishes the leader), "
+        "then export again"
+    ]
 
 
 def write_yaml(exported: Exported, path: Path) -> None:

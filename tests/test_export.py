@@ -15,6 +15,7 @@ from optuna.trial import TrialState, create_trial
 from search.config import TrialConfig
 from search.errors import UserError
 from search.export import Exported, boundary_warnings, export_trial, read_yaml, write_yaml
+from search.record import TrialPlan
 
 
 def test_export_then_read_gives_the_identical_config(tiny_study: str, tmp_path: Path) -> None:
@@ -143,6 +144,17 @@ def test_export_picks_the_complete_trial_among_failed_ones(handmade: str) -> Non
     assert exported.provenance["trial"] == 1
     assert exported.config.hidden_units == (64, 32)
     assert exported.warnings == []
+
+
+def test_a_paused_trial_better_than_the_export_is_named_in_a_warning(handmade: str) -> None:
+    study = optuna.load_study(study_name="mixed", storage=handmade)
+    paused = TrialPlan(epochs=27, pause=True).to_attrs()
+    study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={27: 0.95}, user_attrs=paused))
+    (warning,) = export_trial(handmade, "mixed").warnings
+    assert warning.startswith("trial 3, paused at epoch 27 by the asha pruner, reached 0.9500 validation, better ")
+    assert "this trial's 0.9000" in warning
+    study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={3: 0.99}))  # pruned, not paused
+    assert len(export_trial(handmade, "mixed").warnings) == 1
 
 
 def test_cli_export_errors_exit_2_with_one_line(handmade: str) -> None:

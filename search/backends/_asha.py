@@ -163,13 +163,13 @@ def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, second
     leaders = [
         t
         for t in trials
-        if t.number not in taken and _paused_at(t) is not None and _best(t, sign) > max(complete, default=-math.inf)
+        if t.number not in taken and paused_at(t) is not None and best_value(t, sign) > max(complete, default=-math.inf)
     ]
-    for leader in sorted(leaders, key=lambda t: -_best(t, sign)):
+    for leader in sorted(leaders, key=lambda t: -best_value(t, sign)):
         cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch
         if cost is None:
             continue
-        needed = cost * (epochs - _paused_at(leader))
+        needed = cost * (epochs - paused_at(leader))
         if seconds_left > FINISH_MARGIN * needed:
             return None
         if needed <= seconds_left:
@@ -192,17 +192,17 @@ def promotable_soon(trials: list[FrozenTrial], rungs: list[int], eta: int, sign:
 
 def _ranked(trials: list[FrozenTrial], rung: int, sign: float) -> list[FrozenTrial]:
     """The trials paused at `rung`, best first, by their best reported value."""
-    return sorted((t for t in trials if _paused_at(t) == rung), key=lambda t: -_best(t, sign))
+    return sorted((t for t in trials if paused_at(t) == rung), key=lambda t: -best_value(t, sign))
 
 
-def _paused_at(trial: FrozenTrial) -> int | None:
-    """The rung a trial paused at, or None for a trial that did not pause there (or reported nothing)."""
+def paused_at(trial: FrozenTrial) -> int | None:
+    """The rung a trial paused at (asha), or None for a trial that did not pause (or reported nothing)."""
     plan = TrialPlan.from_attrs(trial.user_attrs)
     paused = trial.state == TrialState.PRUNED and trial.intermediate_values and plan.pause
     return plan.epochs if paused else None
 
 
-def _best(trial: FrozenTrial, sign: float) -> float:
+def best_value(trial: FrozenTrial, sign: float) -> float:
     """A trial's best reported value, higher is better."""
     return max(sign * v for v in trial.intermediate_values.values())
 
