@@ -16,7 +16,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.artifacts import ModelStore, recorded_store
-from search.backends._asha import best_value, paused_at
+from search.backends._asha import best_value, paused_at, unfinished
 from search.config import ConfigFile, TrialConfig, read_yaml
 from search.data import title
 from search.errors import UserError
@@ -86,7 +86,7 @@ def export_trial(
 
 
 def _paused_ahead(study: optuna.Study, trial: FrozenTrial) -> list[str]:
-    """A warning if a trial paused by `asha` reached a better validation value than `trial` finished with.
+    """A warning if a trial paused by `asha`, and not continued, reached a better validation value than `trial`.
 
     Such a trial never trained to the end, so it cannot be exported; a search with a time budget
     finishes its leader in its last stretch (search/backends/_asha.py), but one with none, or
@@ -95,8 +95,7 @@ def _paused_ahead(study: optuna.Study, trial: FrozenTrial) -> list[str]:
     if len(study.directions) > 1:
         return []
     sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-    paused = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if paused_at(t)]
-    leader = max(paused, key=lambda t: best_value(t, sign), default=None)
+    leader = max(unfinished(study.get_trials(deepcopy=False)), key=lambda t: best_value(t, sign), default=None)
     if leader is None or best_value(leader, sign) <= sign * trial.value:
         return []
     return [

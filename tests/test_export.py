@@ -155,6 +155,9 @@ def test_a_paused_trial_better_than_the_export_is_named_in_a_warning(handmade: s
     assert "this trial's 0.9000" in warning
     study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={3: 0.99}))  # pruned, not paused
     assert len(export_trial(handmade, "mixed").warnings) == 1
+    # A trial that continues it (its finish, running or done) trained it on: nothing to warn of.
+    study.add_trial(create_trial(state=TrialState.RUNNING, user_attrs=TrialPlan(epochs=81, continues=3).to_attrs()))
+    assert export_trial(handmade, "mixed").warnings == []
 
 
 def test_cli_export_errors_exit_2_with_one_line(handmade: str) -> None:

@@ -158,13 +158,8 @@ def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, second
     """
     if math.isinf(seconds_left):
         return None
-    taken = _continued(trials)
     complete = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    leaders = [
-        t
-        for t in trials
-        if t.number not in taken and paused_at(t) is not None and best_value(t, sign) > max(complete, default=-math.inf)
-    ]
+    leaders = [t for t in unfinished(trials) if best_value(t, sign) > max(complete, default=-math.inf)]
     for leader in sorted(leaders, key=lambda t: -best_value(t, sign)):
         cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch
         if cost is None:
@@ -175,6 +170,12 @@ def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, second
         if needed <= seconds_left:
             return leader
     return None
+
+
+def unfinished(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The paused trials that no trial continues (nor will): trained only to their rung."""
+    taken = _continued(trials)
+    return [t for t in trials if t.number not in taken and paused_at(t) is not None]
 
 
 def promotable_soon(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float) -> list[FrozenTrial]:
