@@ -79,7 +79,7 @@ clean-artifacts: setup
 	$(SEARCH) clean-artifacts $(call opt,STORAGE,storage) $(call opt,ARTIFACTS,artifacts)
 
 # One pytest worker per core (three measured slower: 15.3 against about 12 minutes), each taking whole
-# test files so module fixtures are built once; files marked heavy go first (tests/conftest.py). The tests keep their data cache in data/ (tests/conftest.py),
+# test files so module fixtures are built once. The tests keep their data cache in data/ (tests/conftest.py),
 # not in the user's: MNIST is fetched there first, so the workers never race to.
 test: setup lint
 	SEARCH_DATA_DIR=data $(SEARCH) data

@@ -288,9 +288,3 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'studies.db'}"
     return request.getfixturevalue("postgres_server")()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files marked `heavy` first. `make test` hands whole files to two workers in this order; last in
-    the alphabet, a long file ran alone on one worker while the other sat idle."""
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: files stay whole

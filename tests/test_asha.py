@@ -14,8 +14,6 @@ from search.backends._asha import FINISH_MARGIN, PausingBackend, leader_to_finis
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.study import StudySpec, run_study
 
-pytestmark = pytest.mark.heavy
-
 ETA = 3
 RUNGS = [3, 9, 27]
 X = {"x": FloatDistribution(0, 1)}

@@ -21,7 +21,6 @@ from spaces import SPACES
 
 # The oracles are driven with ask/tell here, which Optuna's heartbeat storage warns about.
 pytestmark = [
-    pytest.mark.heavy,
     pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning"),
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),  # kt-bayesian on made-up scores
 ]

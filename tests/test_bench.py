@@ -14,8 +14,6 @@ from conftest import LIMIT, REPO
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-pytestmark = pytest.mark.heavy
-
 sys.path.insert(0, str(REPO / "bench"))  # the scripts import each other by name, as `python bench/x.py` does
 run_all = importlib.import_module("run_all")
 search_efficiency = importlib.import_module("search_efficiency")

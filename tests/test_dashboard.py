@@ -30,8 +30,6 @@ from search.dashboard import dashboard_url
 from search.kept import stored_model
 from search.storage import open_storage
 
-pytestmark = pytest.mark.heavy
-
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (

@@ -14,14 +14,11 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from conftest import LIMIT, REPO, TINY_RUN, assert_no_number_twice, start_search, stop, trials_of, wait_for
 from optuna.trial import FrozenTrial, TrialState
 
 from search.storage import GRACE_HEARTBEATS, open_storage
 from search.workers import _verdict, worker_command
-
-pytestmark = pytest.mark.heavy
 
 HEARTBEAT = 2  # seconds; a killed worker's trial is retried after GRACE_HEARTBEATS of them
 
