@@ -94,7 +94,7 @@ def _paused_ahead(study: optuna.Study, trial: FrozenTrial) -> list[str]:
     """
     if len(study.directions) > 1:
         return []
-    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    sign = _metric_sign(study)
     leader = max(unfinished(study.get_trials(deepcopy=False)), key=lambda t: best_value(t, sign), default=None)
     if leader is None or best_value(leader, sign) <= sign * trial.value:
         return []
@@ -177,8 +177,13 @@ def _most_accurate(study: optuna.Study, trials: list[FrozenTrial]) -> FrozenTria
     """The best of `trials` by the validation metric (a multi-objective study's first value); ties: the earlier."""
     if not trials:
         _no_complete_trial(study)
-    sign = 1.0 if study.directions[0] == StudyDirection.MAXIMIZE else -1.0
+    sign = _metric_sign(study)
     return min(trials, key=lambda trial: (-sign * trial.values[0], trial.number))
+
+
+def _metric_sign(study: optuna.Study) -> float:
+    """1 if the study maximizes its validation metric (its first objective), -1 if it minimizes it."""
+    return 1.0 if study.directions[0] == StudyDirection.MAXIMIZE else -1.0
 
 
 def _no_complete_trial(study: optuna.Study) -> NoReturn:

@@ -1,4 +1,4 @@
-"""`tpe-cost`: TPE weighing each candidate by the seconds per epoch of the finished trials nearest it."""
+"""`tpe-cost`: TPE weighing each candidate by its seconds per epoch, predicted from the finished trials."""
 
 from __future__ import annotations
 
