@@ -49,7 +49,7 @@ RUN = ["run", "--trials", "1", "--epochs", "1", "--subset", "100"]
         (["--objective", "val_accuracy,params", "--backend", "kt-hyperband"], "backends that can: tpe, random"),
         (["--objective", "val_accuracy,params", "--pruner", "median"], "pick size-aware or none"),
         (["--trials", "0"], "--trials: must be at least 1, got 0"),
-        (["--trials", "many"], "--trials: invalid _positive value: 'many'"),
+        (["--trials", "many"], "--trials: invalid positive value: 'many'"),
         (["--epochs", "-3"], "--epochs: must be at least 1, got -3"),
         (["--epochs", "5000"], "'epochs' is 5000; allowed range: 1 to 1000"),
         (["--timeout", "-1"], "--timeout: must be 0 or more minutes, got -1"),
