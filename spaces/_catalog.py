@@ -69,6 +69,13 @@ def catalog(space: Callable[[Any, TrialConfig], TrialConfig], base: TrialConfig)
     return list(found.values())
 
 
+def config_at(
+    space: Callable[[Any, TrialConfig], TrialConfig], base: TrialConfig, values: dict[str, Any]
+) -> TrialConfig:
+    """The config `space` gives for these parameter values; a parameter not among them takes the first of its range."""
+    return space(_Recorder({}, values), base)
+
+
 class _Recorder:
     """An Optuna-style trial that records each suggestion in `found` and answers with the forced value, else the
     first of its range (as Keras Tuner's defaults do)."""

@@ -7,65 +7,94 @@ stretch"). Asha compares trials at equal epochs, not equal seconds, so TPE never
 
 What: TPE keeps, of its candidates, the one with the largest log l(x) - log g(x); this one
 subtracts log c(x), the predicted seconds per epoch, so it keeps the largest ratio per second
-(expected improvement per second, Snoek et al. 2012). log c(x) is a ridge regression on the
-finished trials of the subspace TPE samples: each category one 0/1 column, each number its
-place in its range (on the log scale where it is drawn on one). Ridge, not nearest trials: of
-the 16 parameters of `full`'s main group most do not change the cost, and the nearest trials
-by all of them predicted it no better than the mean (leave-one-out on 40 trials of a product
-run: error 0.60 in log seconds against 0.63 for the mean, 0.47 for ridge at `RIDGE`). A
-parameter that does not change the cost (a learning rate sampled alone, under `group`) gets a
-coefficient near 0, so it leaves TPE's choice alone.
+(expected improvement per second, Snoek et al. 2012).
+
+How c(x) is predicted: from the arithmetic the candidate's network does per training image,
+known before it trains (`work`: the dense layers' multiply-adds, forward and backward, plus the
+augmentation layers and a cost per step), then scaled to this machine by the finished trials,
+log c = a + b log work, with b drawn towards 1 (the seconds follow the arithmetic) until the
+trials say otherwise. One finished trial is enough to predict. The regression on the raw
+parameters that came before needed tens of trials: with the 5 to 10 of a short search it
+predicted the mean for every candidate and left TPE's choice alone (BENCHMARKS.md, "Cost-aware
+TPE"). A parameter that does not change the work (a learning rate, sampled alone under
+`group`) gives every candidate the same cost, so it leaves TPE's choice alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
+from search.config import TrialConfig
+from search.data import MNIST_INPUTS, Inputs
 from search.optuna_internals import PenalizedTPESampler
 from search.record import TrialRecord
+from spaces import SPACES
+from spaces._catalog import config_at
 
-RIDGE = 3.0  # the penalty on the coefficients; 3 to 10 predicted best (above)
-MIN_TRIALS = 5  # finished trials with a cost before any is predicted (TPE's own start-up count here)
+# Per pixel of a training image, in multiply-adds of a dense layer that cost the same time
+# (measured on the reference model: BENCHMARKS.md, "Elastic distortions: epoch cost" and below).
+ELASTIC = 2300.0
+AFFINE = 660.0
+# A training step's fixed cost (dispatch, optimizer update, the schedule), in multiply-adds,
+# shared by the images of a batch.
+STEP = 1.5e8
+SLOPE_PRIOR = 1.0  # how many trials' worth of belief that seconds grow as the work does (b = 1)
+
+
+def work(config: TrialConfig, inputs: Inputs = MNIST_INPUTS) -> float:
+    """Multiply-adds (or their time's worth) one training image costs an epoch, from the config alone.
+
+    The dense layers forward and twice backward; augmentation per pixel; the step's fixed cost
+    over the batch. Dropout, batch normalization and the optimizer are left out: under a few
+    percent of an epoch each. The shape is MNIST's: the costs of other data scale alike.
+    """
+    pixels = math.prod(inputs.shape)
+    widths = (pixels, *config.hidden_units, inputs.n_classes)
+    weights = sum(a * b for a, b in itertools.pairwise(widths))
+    on = config.augmentation()
+    elastic = ELASTIC * pixels if "augment_elastic_alpha" in on else 0.0
+    affine = AFFINE * pixels if set(on) - {"augment_elastic_alpha"} else 0.0
+    return 3.0 * weights + elastic + affine + STEP / config.batch_size
 
 
 def log_cost(study: optuna.Study, space: dict[str, BaseDistribution], samples: dict[str, np.ndarray]) -> np.ndarray:
-    """log c(x) for each candidate, from the finished trials' log seconds per epoch; 0 when too few are known."""
+    """log c(x) for each candidate, scaled by the finished trials' log seconds per epoch; 0 when none is known."""
+    n_candidates = len(next(iter(samples.values())))
+    suggest = SPACES.get(study.user_attrs.get("space", ""))
     known = [
-        (trial, cost)
+        (trial.params, cost)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if space.keys() <= trial.params.keys() and (cost := TrialRecord.from_attrs(trial.user_attrs).seconds_per_epoch)
+        if (cost := TrialRecord.from_attrs(trial.user_attrs).seconds_per_epoch)
     ]
-    if len(known) < MIN_TRIALS:
-        return np.zeros(len(next(iter(samples.values()))))
-    observed = _columns(
-        space, {name: [dist.to_internal_repr(t.params[name]) for t, _ in known] for name, dist in space.items()}
-    )
-    costs = np.log([cost for _, cost in known])
-    center, mean = observed.mean(axis=0), costs.mean()
-    centered = observed - center
-    weights = np.linalg.solve(centered.T @ centered + RIDGE * np.eye(centered.shape[1]), centered.T @ (costs - mean))
-    return mean + (_columns(space, samples) - center) @ weights
+    if suggest is None or not known:
+        return np.zeros(n_candidates)
+    base = TrialConfig.from_dict(study.user_attrs["base_config"])
+
+    def log_work(values: dict[str, Any]) -> float:
+        return math.log(work(config_at(suggest, base, values)))
+
+    observed = np.array([log_work(params) for params, _ in known])
+    seconds = np.log([cost for _, cost in known])
+    slope = _slope(observed, seconds)
+    candidates = [
+        log_work({name: dist.to_external_repr(samples[name][k]) for name, dist in space.items()})
+        for k in range(n_candidates)
+    ]
+    return seconds.mean() + slope * (np.array(candidates) - observed.mean())
 
 
-def _columns(space: dict[str, BaseDistribution], values: dict[str, Any]) -> np.ndarray:
-    """The regression's inputs, one row per point: a 0/1 column per category, a number's place in its range."""
-    columns = []
-    for name, dist in space.items():
-        value = np.asarray(values[name], dtype=float)
-        if isinstance(dist, CategoricalDistribution):
-            columns += [(value == index).astype(float) for index in range(len(dist.choices))]
-            continue
-        low, high = dist.low, dist.high
-        if dist.log:
-            value, low, high = np.log(value), math.log(low), math.log(high)
-        columns.append((value - low) / (high - low) if high > low else np.zeros_like(value))
-    return np.column_stack(columns)
+def _slope(log_work: np.ndarray, log_seconds: np.ndarray) -> float:
+    """b of log seconds = a + b log work, by least squares drawn towards 1 (`SLOPE_PRIOR`); never below 0."""
+    x = log_work - log_work.mean()
+    rest = log_seconds - log_seconds.mean() - x  # what b = 1 leaves unexplained
+    return max(0.0, 1.0 + float(x @ rest) / (float(x @ x) + SLOPE_PRIOR))
 
 
 class CostAwareTPESampler(PenalizedTPESampler):
