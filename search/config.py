@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from search.errors import UserError
 
@@ -21,8 +17,6 @@ LR_SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 # The keys that turn augmentation on (augment_elastic_sigma only shapes it): it moves pixels, so images only.
 AUGMENTATION = ("augment_translate", "augment_rotate", "augment_zoom", "augment_elastic_alpha")
-TOP_LEVEL_KEYS = ("config", "provenance", "warnings")  # of a config file `search export` writes
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _option(default: Any, doc: str, **bounds: Any) -> Any:
@@ -177,68 +171,3 @@ def schema_rows() -> list[dict[str, str]]:
             {"key": f.name, "type": kind, "allowed": allowed, "default": str(default), "meaning": f.metadata["doc"]}
         )
     return rows
-
-
-@dataclass(frozen=True)
-class ConfigFile:
-    """A complete config with where it came from and what to check: the contents of a config YAML file."""
-
-    config: TrialConfig
-    provenance: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def read_yaml(path: Path) -> ConfigFile:
-    """Read and validate a config file: an exported one, or a bare mapping of every config key.
-
-    Only `yaml.safe_load` reads it, so a file can hold data but never run code. Raises a
-    one-line UserError for a missing or binary file, malformed YAML (with its line), an unknown
-    top-level key, and every config error (unknown, missing, mistyped or out-of-range key).
-    """
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"cannot read {path} ({error.strerror}); export one with `make export`") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text file (not UTF-8); give the YAML file `make export` wrote") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or type(error).__name__
-        raise UserError(f"{path} is not valid YAML: {problem}{where}; fix it or export it again") from None
-    if not isinstance(document, dict):
-        raise UserError(
-            f"{path} must be a mapping (an exported file with a `config:` block, or every config key), "
-            f"not {type(document).__name__}"
-        )
-    return _parsed(document, path)
-
-
-def _parsed(document: dict, path: Path) -> ConfigFile:
-    if "config" not in document:
-        return ConfigFile(_validated(document, path))
-    unknown = sorted(str(k) for k in set(document) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise UserError(
-            f"{path}: unknown top-level key '{unknown[0]}'; an exported file has {', '.join(TOP_LEVEL_KEYS)}"
-        )
-    provenance, warnings = document.get("provenance") or {}, document.get("warnings") or []
-    if not isinstance(provenance, dict) or not isinstance(warnings, list):
-        raise UserError(f"{path}: `provenance` must be a mapping and `warnings` a list; export the file again")
-    return ConfigFile(_validated(document["config"], path), provenance, [str(w) for w in warnings])
-
-
-def _validated(values: Any, path: Path) -> TrialConfig:
-    floats = {f.name for f in dataclasses.fields(TrialConfig) if isinstance(f.default, float)}
-    for key, value in values.items() if isinstance(values, dict) else ():
-        if key in floats and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            # YAML 1.1 (PyYAML) reads 1e-3 as text: only 1.0e-3 or 0.001 are numbers.
-            raise UserError(
-                f"{path}: config key '{key}' is the text {value!r}; write it with a dot (1.0e-3) or as 0.001"
-            )
-    try:
-        return TrialConfig.from_dict(values, complete=True)
-    except UserError as error:
-        raise UserError(f"{path}: {error}") from None

@@ -1,53 +1,27 @@
-"""Export: a study's best (or chosen) trial as a complete, documented YAML config, and reading one back."""
+"""Export: a study's best (or chosen) trial, or the best within a budget, as a config file (configfile.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
-import yaml
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.artifacts import ModelStore, recorded_store
 from search.backends._asha import best_value, paused_at, unfinished
-from search.config import ConfigFile, TrialConfig, read_yaml
-from search.data import title
+from search.config import TrialConfig
+from search.configfile import ConfigFile
+from search.edges import boundary_warnings
 from search.errors import UserError
 from search.kept import kept_models, stored_model, write_model
 from search.optuna_internals import state_counts, stored_trial
 from search.rank import load_studies
 from search.record import TrialRecord
-from search.spec import DEFAULT_DATASET, identity, metric_of
-
-__all__ = [
-    "Budget",
-    "Exported",
-    "boundary_warnings",
-    "export_trial",
-    "read_yaml",
-    "write_stored_model",
-    "write_yaml",
-]  # read_yaml: config.py's
-
-# A best value this close to an end of its range (as a fraction of the range, in log space for
-# log-scaled ones) counts as at the edge: a sampler rarely lands exactly on a float bound.
-EDGE_FRACTION = 0.02
-
-
-@dataclass(frozen=True)
-class Exported(ConfigFile):
-    """A config file about to be written: the YAML text of a complete config, its provenance and warnings."""
-
-    def to_yaml(self, name: str = "best.yaml") -> str:
-        """The YAML text: a header comment, then `config` (every key, schema order), `provenance`, `warnings`."""
-        return "\n".join([*_header(self.provenance, name), "config:", *_config_lines(self.config), _rest(self)])
+from search.spec import identity, metric_of
 
 
 def export_trial(
@@ -56,7 +30,7 @@ def export_trial(
     trial_number: int | None = None,
     *,
     budget: Budget | None = None,
-) -> Exported:
+) -> ConfigFile:
     """The best complete trial of a study (or trial `trial_number`, which must be complete), ready to write.
 
     `study_name` may be left out when the storage holds exactly one study. In a study of several
@@ -82,7 +56,7 @@ def export_trial(
             f"trial {trial.number}'s recorded config no longer fits this version's schema: {error}"
         ) from None
     warnings = [*boundary_warnings(trial, study.user_attrs.get("space", "")), *_paused_ahead(study, trial)]
-    return Exported(config, _provenance(study, trial), warnings)
+    return ConfigFile(config, _provenance(study, trial), warnings)
 
 
 def _paused_ahead(study: optuna.Study, trial: FrozenTrial) -> list[str]:
@@ -104,14 +78,6 @@ def _paused_ahead(study: optuna.Study, trial: FrozenTrial) -> list[str]:
         "trained to the end: resume the search with a time budget (its last stretch finishes the leader), "
         "then export again"
     ]
-
-
-def write_yaml(exported: Exported, path: Path) -> None:
-    """Write the export to `path`, or raise a UserError saying why it cannot be written."""
-    try:
-        path.write_text(exported.to_yaml(path.name))
-    except OSError as error:
-        raise UserError(f"cannot write {path} ({error.strerror}); pick another --out") from None
 
 
 def _one_study(storage_url: str, name: str | None) -> optuna.Study:
@@ -252,7 +218,7 @@ def _stored_model(study: optuna.Study, trial: FrozenTrial) -> dict[str, str] | N
     return {"store": store.root, "artifact_id": model.artifact_id} if store and model else None
 
 
-def write_stored_model(storage_url: str, exported: Exported, path: Path) -> None:
+def write_stored_model(storage_url: str, exported: ConfigFile, path: Path) -> None:
     """Write the exported trial's kept model to `path`, or raise a UserError naming the trials that have one."""
     origin = exported.provenance
     model = origin.get("stored_model")
@@ -266,83 +232,3 @@ def write_stored_model(storage_url: str, exported: Exported, path: Path) -> None
             f"--keep-models complete trials; {which}); export one of those with --trial, {retrain}"
         )
     write_model(ModelStore(model["store"], origin["study"]), model["artifact_id"], path, fix=retrain)
-
-
-def boundary_warnings(trial: FrozenTrial, space: str) -> list[str]:
-    """One line per searched value at the edge of its range: the range was likely too small.
-
-    Numeric ranges and categorical choices that are all numbers (taken in order) are checked;
-    other choices and ranges of fewer than three values have no meaningful edge.
-    """
-    # Name the space, not a file: a space may take the range from another one (batchnorm uses size's units).
-    where = f"space '{space}' (spaces/)"
-    lines = []
-    for name, value in trial.params.items():
-        edge = _edge(trial.distributions[name], value)
-        if edge is None:
-            continue
-        low, high = _bounds(trial.distributions[name])
-        if edge == "top":
-            why = f"the best may lie above it; widen its range in {where} and search again"
-        elif low == 0:
-            why = "0 is off and cannot go lower, so the search found little or none of it helps here"
-        else:
-            why = f"the best may lie below it; widen its range in {where} and search again"
-        lines.append(f"{name} = {value} is at the {edge} of its searched range ({low} to {high}): {why}")
-    return lines
-
-
-def _bounds(distribution: BaseDistribution) -> tuple[Any, Any]:
-    if isinstance(distribution, CategoricalDistribution):
-        return min(distribution.choices), max(distribution.choices)
-    return distribution.low, distribution.high
-
-
-def _edge(distribution: BaseDistribution, value: Any) -> str | None:
-    """Which end of `distribution` ("top" or "bottom") `value` sits at, or None."""
-    if isinstance(distribution, CategoricalDistribution):
-        choices = distribution.choices
-        numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
-        if not numeric or len(choices) < 3:
-            return None
-        return "top" if value == max(choices) else "bottom" if value == min(choices) else None
-    if isinstance(distribution, IntDistribution) and distribution.high - distribution.low < 2:
-        return None
-    if not isinstance(distribution, (IntDistribution, FloatDistribution)):
-        return None
-    scale = math.log if distribution.log else float
-    low, high, at = scale(distribution.low), scale(distribution.high), scale(value)
-    margin = 0 if isinstance(distribution, IntDistribution) else EDGE_FRACTION * (high - low)
-    return "top" if at >= high - margin else "bottom" if at <= low + margin else None
-
-
-def _header(provenance: dict[str, Any], name: str) -> list[str]:
-    origin = (
-        f"trial {provenance['trial']} of study '{provenance['study']}' (space {provenance['space']}, "
-        f"backend {provenance['backend']}), {provenance['objective']} {provenance['value']:.4f}"
-        if provenance
-        else "a hand-made config"
-    )
-    lines = [
-        f"# An MLP-on-{title(provenance.get('dataset') or DEFAULT_DATASET)} config exported by mlp-search: {origin}.",
-        "# `config` is complete (every key of docs/config.md): enough to rebuild the model and its",
-        "# training in plain Keras. `provenance` says where it came from; `warnings` what to check.",
-        f"# Retrain it and evaluate once on the test set: make train CONFIG={name}",
-        f"#   (or: python -m search train {name} [--full-train] [--out-dir DIR])",
-    ]
-    if provenance.get("subset"):
-        lines.append(f"# The study trained on the first {provenance['subset']} images: add --subset to compare.")
-    return lines
-
-
-def _config_lines(config: TrialConfig) -> list[str]:
-    """One `key: value  # meaning` line per field, in schema order (lists in flow style, so one line each)."""
-    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=math.inf)
-    docs = [f.metadata["doc"] for f in dataclasses.fields(TrialConfig)]
-    return [f"  {line}  # {doc}" for line, doc in zip(text.splitlines(), docs, strict=True)]
-
-
-def _rest(exported: Exported) -> str:
-    provenance = yaml.safe_dump({"provenance": exported.provenance}, sort_keys=False, width=math.inf)
-    warnings = yaml.safe_dump({"warnings": exported.warnings}, default_flow_style=False, width=math.inf)
-    return provenance + warnings

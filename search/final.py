@@ -17,7 +17,8 @@ from typing import Any
 
 from search._keras import keras
 from search.artifacts import ModelStore
-from search.config import OBJECTIVES, ConfigFile, TrialConfig, read_yaml
+from search.config import OBJECTIVES, TrialConfig
+from search.configfile import ConfigFile, read_yaml
 from search.data import Dataset, load_dataset
 from search.errors import UserError
 from search.kept import write_model

@@ -13,8 +13,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from search.config import TrialConfig
+from search.configfile import ConfigFile, read_yaml, write_yaml
+from search.edges import boundary_warnings
 from search.errors import UserError
-from search.export import Exported, boundary_warnings, export_trial, read_yaml, write_yaml
+from search.export import export_trial
 from search.record import TrialPlan
 
 
@@ -175,7 +177,7 @@ def _write(tmp_path: Path, document: object) -> Path:
 
 
 def _exported_document() -> dict:
-    text = Exported(
+    text = ConfigFile(
         TrialConfig(),
         {"study": "s", "space": "size", "backend": "tpe", "trial": 3, "objective": "val_accuracy", "value": 0.97},
     ).to_yaml()

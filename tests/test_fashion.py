@@ -18,10 +18,10 @@ import yaml
 from conftest import TINY_RUN, require_service, search_cli
 
 from search.config import TrialConfig
+from search.configfile import read_yaml
 from search.data import _fashion, load_dataset
 from search.data._fashion import CHECKSUM, FILES, load_fashion
 from search.errors import UserError
-from search.export import read_yaml
 from search.final import retrain
 from search.report.compare import write_comparison
 from search.study import StudySpec, open_search

@@ -14,9 +14,9 @@ from conftest import REPO, TINY_STUDY, search_cli
 
 from search._keras import keras
 from search.config import TrialConfig
+from search.configfile import ConfigFile, read_yaml
 from search.data import Dataset
 from search.errors import UserError
-from search.export import Exported, read_yaml
 from search.final import evaluate_saved, output_paths, report_lines, retrain
 from search.train import TrialResult, train
 
@@ -74,7 +74,7 @@ def test_retrain_reproduces_the_recorded_value_and_writes_model_and_scores(
     result, _, in_memory = trained
     provenance = {"study": "s", "space": "size", "backend": "tpe", "trial": 4, "objective": "val_accuracy"}
     config_path = tmp_path / "winner.yaml"
-    config_path.write_text(Exported(TINY, {**provenance, "value": result.best()}).to_yaml(config_path.name))
+    config_path.write_text(ConfigFile(TINY, {**provenance, "value": result.best()}).to_yaml(config_path.name))
     scores = retrain(config_path, data=tiny_mnist)
     model_path, scores_path = output_paths(config_path)
     assert (model_path, scores_path) == (tmp_path / "winner.keras", tmp_path / "winner.scores.json")
@@ -93,7 +93,7 @@ def test_retrain_reproduces_the_recorded_value_and_writes_model_and_scores(
 def test_train_epochs_trains_longer_than_the_trial_and_says_so(tiny_mnist: Dataset, tmp_path: Path) -> None:
     provenance = {"study": "s", "space": "size", "backend": "tpe", "trial": 4, "objective": "val_accuracy"}
     config_path = tmp_path / "longer.yaml"
-    config_path.write_text(Exported(TINY, {**provenance, "value": 0.9}).to_yaml(config_path.name))
+    config_path.write_text(ConfigFile(TINY, {**provenance, "value": 0.9}).to_yaml(config_path.name))
     scores = retrain(config_path, data=tiny_mnist, epochs=2)
     assert (scores["epochs"], scores["config_epochs"], scores["epochs_run"]) == (2, 1, 2)
     assert scores["config"]["epochs"] == 2 and len(scores["history"]["loss"]) == 2

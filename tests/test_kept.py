@@ -21,10 +21,10 @@ from search._keras import keras
 from search.artifacts import ModelStore, recorded_store, settle_keeping
 from search.backends import get_backend
 from search.cli import main
-from search.config import read_yaml
+from search.configfile import read_yaml, write_yaml
 from search.data import Dataset
 from search.errors import UserError
-from search.export import export_trial, write_yaml
+from search.export import export_trial
 from search.final import evaluate_stored
 from search.kept import KeptModels, kept_models
 from search.progress import Progress

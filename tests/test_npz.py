@@ -13,9 +13,10 @@ import yaml
 from conftest import search_cli
 
 from search.config import TrialConfig
+from search.configfile import read_yaml, write_yaml
 from search.data import load_dataset
 from search.errors import UserError
-from search.export import export_trial, read_yaml, write_yaml
+from search.export import export_trial
 from search.final import retrain
 from search.study import StudySpec, run_study
 from search.train import train

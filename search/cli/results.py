@@ -16,7 +16,8 @@ def _rank(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from search.export import Budget, export_trial, write_stored_model, write_yaml
+    from search.configfile import write_yaml
+    from search.export import Budget, export_trial, write_stored_model
 
     budget = None
     if args.max_params is not None or args.max_latency is not None:
