@@ -8,8 +8,10 @@ import time
 from typing import TextIO
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from search.backends._asha import best_value, paused_at, unfinished
 from search.optuna_internals import state_counts
 from search.record import TrialRecord
 
@@ -86,6 +88,7 @@ class Progress:
             )
         except ValueError:
             best = "no complete trial yet"
+        best += _leader(study)
         return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{self.n_trials} trials  {best}  ETA {eta}"
 
     def eta(self, done: int) -> float:
@@ -100,6 +103,23 @@ class Progress:
     def _clear(self) -> None:
         if self.tty:
             sys.stderr.write("\r\033[K")
+
+
+def _leader(study: optuna.Study) -> str:
+    """`, paused leader V (trial N at epoch E)` when a trial paused by asha beat every complete one, else ``.
+
+    Under asha most trials pause at a rung; the best so far may be one of them, which the search
+    finishes in its last stretch (search/backends/_asha.py).
+    """
+    if len(study.directions) > 1:
+        return ""
+    sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+    trials = study.get_trials(deepcopy=False)
+    leader = max(unfinished(trials), key=lambda t: best_value(t, sign), default=None)
+    complete = [sign * t.value for t in trials if t.state == TrialState.COMPLETE]
+    if leader is None or best_value(leader, sign) <= max(complete, default=-math.inf):
+        return ""
+    return f", paused leader {sign * best_value(leader, sign):.4f} (trial {leader.number} at epoch {paused_at(leader)})"
 
 
 def _last(trial: FrozenTrial, record: TrialRecord, objective: str) -> float:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 
 from search.progress import Progress, format_params, format_seconds
+from search.record import TrialPlan
+from search.storage import open_storage
 
 
 @pytest.mark.parametrize(
@@ -41,3 +47,33 @@ def test_eta_is_the_budget_s_rest_when_that_comes_first() -> None:
 
 def test_eta_is_zero_past_the_budget() -> None:
     assert _after_one_trial_of(700, n_trials=100, timeout=600).eta(done=1) == 0
+
+
+def _asha_study(folder: Path, paused: list[tuple[int, float]], complete: list[float]) -> optuna.Study:
+    """Trials paused by asha at (rung, value), and complete ones, in one study of a SQLite file in `folder`."""
+    folder.mkdir()
+    study = optuna.create_study(direction="maximize", storage=open_storage(f"sqlite:///{folder / 'studies.db'}"))
+    x = {"x": FloatDistribution(0, 1)}
+    for rung, value in paused:
+        attrs = TrialPlan(epochs=rung, pause=True).to_attrs()
+        study.add_trial(
+            create_trial(
+                state=TrialState.PRUNED,
+                params={"x": 0.5},
+                distributions=x,
+                intermediate_values={rung: value},
+                user_attrs=attrs,
+            )
+        )
+    for value in complete:
+        study.add_trial(create_trial(value=value, params={"x": 0.5}, distributions=x))
+    return study
+
+
+def test_the_bar_names_a_paused_trial_that_leads_the_complete_ones(tmp_path: Path) -> None:
+    progress = Progress(100, "val_accuracy", out=io.StringIO())
+    bar = progress.bar(_asha_study(tmp_path / "a", paused=[(3, 0.97), (9, 0.988)], complete=[0.9805]))
+    assert "best 0.9805 (trial 2), paused leader 0.9880 (trial 1 at epoch 9)" in bar
+    assert "leader" not in progress.bar(_asha_study(tmp_path / "b", paused=[(3, 0.97)], complete=[0.9805]))
+    alone = progress.bar(_asha_study(tmp_path / "c", paused=[(3, 0.97)], complete=[]))
+    assert "no complete trial yet, paused leader 0.9700 (trial 0 at epoch 3)" in alone
