@@ -11,7 +11,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search.backends._asha import best_value, paused_at, unfinished
+from search.backends._asha import best_value, leaders, paused_at
 from search.optuna_internals import state_counts
 from search.record import TrialRecord
 
@@ -114,11 +114,10 @@ def _leader(study: optuna.Study) -> str:
     if len(study.directions) > 1:
         return ""
     sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-    trials = study.get_trials(deepcopy=False)
-    leader = max(unfinished(trials), key=lambda t: best_value(t, sign), default=None)
-    complete = [sign * t.value for t in trials if t.state == TrialState.COMPLETE]
-    if leader is None or best_value(leader, sign) <= max(complete, default=-math.inf):
+    ahead = leaders(study.get_trials(deepcopy=False), sign)
+    if not ahead:
         return ""
+    leader = ahead[0]
     return f", paused leader {sign * best_value(leader, sign):.4f} (trial {leader.number} at epoch {paused_at(leader)})"
 
 

@@ -158,9 +158,7 @@ def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, second
     """
     if math.isinf(seconds_left):
         return None
-    complete = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    leaders = [t for t in unfinished(trials) if best_value(t, sign) > max(complete, default=-math.inf)]
-    for leader in sorted(leaders, key=lambda t: -best_value(t, sign)):
+    for leader in leaders(trials, sign):
         cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch
         if cost is None:
             continue
@@ -170,6 +168,13 @@ def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, second
         if needed <= seconds_left:
             return leader
     return None
+
+
+def leaders(trials: list[FrozenTrial], sign: float) -> list[FrozenTrial]:
+    """The paused trials not continued that beat every complete trial, best first (by their best value)."""
+    complete = [sign * t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    ahead = [t for t in unfinished(trials) if best_value(t, sign) > max(complete, default=-math.inf)]
+    return sorted(ahead, key=lambda t: -best_value(t, sign))
 
 
 def unfinished(trials: list[FrozenTrial]) -> list[FrozenTrial]:
