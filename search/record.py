@@ -80,6 +80,7 @@ class TrialPlan:
     save_weights: str | None = None  # keep the best epoch's weights here (a trial others may continue)
     pause: bool = False  # stop at `epochs` paused: recorded as pruned there, continued later if promoted
     continues: int | None = None  # the number of the paused trial whose training this one continues
+    final: bool = False  # the budget's last stretch (asha): complete at `epochs`, even below the study's cap
     baseline: bool = False  # the study's reference-model trial
     prior: bool = False  # the space's best known config
     kt_trial_id: str | None = None  # Keras Tuner's id for the trial (its oracle's bookkeeping)

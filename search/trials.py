@@ -88,7 +88,8 @@ def run_trials(
             time.sleep(_POLL_SECONDS)
             _fail_stale(study)
             continue
-        if not now["waiting"] and not backend.next_trial(study, seconds_left=deadline - time.monotonic()):
+        left = deadline - time.monotonic()
+        if not now["waiting"] and not backend.next_trial(study, seconds_left=left, budget=timeout or math.inf):
             objective.progress.note(f"{backend.stop_reason}; stopping")
             return
         _train_next(study, backend, objective)

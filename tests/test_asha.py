@@ -10,7 +10,16 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.backends._asha import FINISH_MARGIN, PausingBackend, leader_to_finish, promotion, rungs, weights_path
+from search.backends._asha import (
+    FINISH_FILL,
+    FINISH_MARGIN,
+    FINISH_SHARE,
+    PausingBackend,
+    leader_to_finish,
+    promotion,
+    rungs,
+    weights_path,
+)
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.study import StudySpec, run_study
 
@@ -52,6 +61,17 @@ def _continuing(number: int, source: int, state: TrialState = TrialState.RUNNING
     return trial
 
 
+def _backend_over(folder: Path, *trials: FrozenTrial) -> tuple[optuna.Study, PausingBackend]:
+    """A study holding `trials`, and an asha backend over it with RUNGS, keeping weights in `folder`."""
+    study = optuna.create_study(direction="maximize")
+    for trial in trials:
+        study.add_trial(trial)
+    backend = PausingBackend(
+        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=folder
+    )
+    return study, backend
+
+
 def test_no_promotion_until_eta_trials_reached_the_rung() -> None:
     # The first trial at a rung has nothing to be compared with: it waits, paused, instead of going on.
     assert promotion([_paused(0, 3, 0.9)], RUNGS, ETA, 1.0) is None
@@ -85,29 +105,34 @@ def test_the_budget_s_last_stretch_finishes_the_best_paused_trial() -> None:
     needed = 10.0 * (27 - 9)
     assert leader_to_finish(trials, 27, 1.0, math.inf) is None, "no budget, no last stretch"
     assert leader_to_finish(trials, 27, 1.0, FINISH_MARGIN * needed + 1) is None, "not yet"
-    assert leader_to_finish(trials, 27, 1.0, FINISH_MARGIN * needed).number == 2
-    assert leader_to_finish(trials, 27, 1.0, needed).number == 2
-    # Too late for the leader: the next best (24 epochs at 1 s) fits, in its own time.
-    assert leader_to_finish(trials, 27, 1.0, needed - 1) is None
-    assert leader_to_finish(trials, 27, 1.0, 30.0).number == 3
-    assert leader_to_finish(trials, 27, 1.0, 10.0) is None, "nothing fits"
+    leader, epochs = leader_to_finish(trials, 27, 1.0, FINISH_MARGIN * needed)
+    assert (leader.number, epochs) == (2, 27)
+    assert leader_to_finish(trials, 27, 1.0, needed)[1] == 27
     # Once it is continued, the next best is the leader; a complete trial as good as it ends the stretch.
     continuing = _continuing(4, source=2, state=TrialState.COMPLETE)
-    assert leader_to_finish([*trials, continuing], 27, 1.0, 30.0).number == 3
+    assert leader_to_finish([*trials, continuing], 27, 1.0, 30.0)[0].number == 3
     continuing.value = 0.96
     assert leader_to_finish([*trials, continuing], 27, 1.0, 30.0) is None
     # A loss: lowest is best.
-    assert leader_to_finish(trials[:3], 27, -1.0, 300.0).number == 1
+    assert leader_to_finish(trials[:3], 27, -1.0, 300.0)[0].number == 1
+
+
+def test_a_leader_too_dear_for_the_cap_trains_as_far_as_the_last_share_of_the_budget_allows() -> None:
+    trials = [_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95)]  # the leader: 180 s to the cap of 27
+    budget = 400.0
+    share = FINISH_SHARE * budget  # 100 s: too little for the cap
+    assert leader_to_finish(trials, 27, 1.0, share + 1, budget) is None, "not yet: the search goes on"
+    assert leader_to_finish(trials, 27, 1.0, share, budget)[1] == 9 + int(FINISH_FILL * share / 10.0)
+    assert leader_to_finish(trials, 27, 1.0, 50.0, budget)[1] == 9 + 4  # later, less far
+    assert leader_to_finish(trials, 27, 1.0, 10.0, budget) is None, "not one epoch fits"
+    assert leader_to_finish(trials, 27, 1.0, share, math.inf) is None, "no budget, no share of it"
 
 
 def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path) -> None:
-    study = optuna.create_study(direction="maximize")
     saved = weights_path(tmp_path, 2)
     saved.write_bytes(b"weights")
-    for trial in (_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95, save_weights=str(saved))):
-        study.add_trial(trial)
-    backend = PausingBackend(
-        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+    study, backend = _backend_over(
+        tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95, save_weights=str(saved))
     )
     backend.next_trial(study, seconds_left=200.0)  # the leader needs 180 s
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
@@ -117,13 +142,17 @@ def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path
     assert not TrialPlan.from_attrs(study.trials[3].user_attrs).pause, "trained to the cap, it completes"
 
 
+def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
+    study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95))
+    backend.next_trial(study, seconds_left=100.0, budget=400.0)  # 180 s to the cap do not fit
+    trial = study.ask()
+    assert backend.start_trial(study, trial) is None
+    plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
+    assert (plan.continues, plan.epochs, plan.final, plan.pause) == (2, 18, True, False)
+
+
 def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> None:
-    study = optuna.create_study(direction="maximize")
-    for trial in (_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7)):
-        study.add_trial(trial)
-    backend = PausingBackend(
-        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
-    )
+    study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7))
     assert backend.next_trial(study)
     # Another worker, which read the trials before this one's promotion landed, promotes trial 0 too.
     study.enqueue_trial(study.trials[0].params, user_attrs=TrialPlan(epochs=9, continues=0).to_attrs())
@@ -138,13 +167,10 @@ def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> 
 
 
 def test_a_promotion_starts_from_the_paused_weights_when_they_are_here(tmp_path: Path) -> None:
-    study = optuna.create_study(direction="maximize")
     saved = weights_path(tmp_path, 0)
     saved.write_bytes(b"weights")
-    for trial in (_paused(0, 3, 0.9, save_weights=str(saved)), _paused(1, 3, 0.8), _paused(2, 3, 0.7)):
-        study.add_trial(trial)
-    backend = PausingBackend(
-        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=tmp_path
+    study, backend = _backend_over(
+        tmp_path, _paused(0, 3, 0.9, save_weights=str(saved)), _paused(1, 3, 0.8), _paused(2, 3, 0.7)
     )
     backend.next_trial(study)
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)

@@ -19,8 +19,13 @@ a 2-core host none did, so the study's best complete trial was its baseline and 
 gave the reference model. So once the time left is no more than `FINISH_MARGIN` times what the
 leader still needs (the best paused trial, if it beats every complete one: its seconds per epoch
 times the epochs to the cap), and the finish still fits, that trial is continued straight to
-the cap from its weights, and the study ends with its best config trained in full. A finish
-that cannot fit (a 10-minute search's first-rung leader would need 99 epochs) never starts.
+the cap from its weights, and the study ends with its best config trained in full. A leader too
+dear to reach the cap in the time left (in a 10-minute search, a 1024-wide network paused at
+rung 9) trains on instead once `FINISH_SHARE` of the run's budget is left, as far as the time
+left allows, and completes there: its rate anneals over that stretch, so the search ends with an
+annealed network, not a paused one at a high rate. Without the partial finish, a short search
+with costly leaders ended with all of them paused at epochs 9-14 (BENCHMARKS.md, "tpe + asha
+against random + asha on an AVX-512 host").
 
 Rungs are 1, 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
 `.paused/<study>/` beside a SQLite file. A promotion whose weights are not on this machine (a
@@ -44,6 +49,10 @@ PAUSED_FOLDER = ".paused"
 # Finish the leader once the time left is at most this many times its training to the cap: the
 # check comes between trials, so the window must be wider than a trial for the loop not to miss it.
 FINISH_MARGIN = 1.5
+# The share of a run's budget left when a leader that cannot reach the cap trains as far as it can.
+FINISH_SHARE = 0.25
+# Of the time left, what that partial finish plans to train for: the rest covers its start and validation.
+FINISH_FILL = 0.9
 
 
 def rungs(first: int, epochs: int, eta: int) -> list[int]:
@@ -75,18 +84,22 @@ class PausingBackend(Backend):
     def describe(self) -> dict:
         return {**super().describe(), "pruner_class": "asha", "rungs": self.rungs, "paused_folder": str(self.folder)}
 
-    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf) -> bool:
+    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> bool:
         """Queue the leader's finish or the best promotion, if one is due; else the sampler draws a new trial."""
         trials = study.get_trials(deepcopy=False)
-        if (source := leader_to_finish(trials, self.rungs[-1], self.sign, seconds_left)) is not None:
-            self._continue(study, source, self.rungs[-1])
+        if (finish := leader_to_finish(trials, self.rungs[-1], self.sign, seconds_left, budget)) is not None:
+            source, epochs = finish
+            self._continue(study, source, epochs, final=True)
         elif (source := promotion(trials, self.rungs, self.eta, self.sign)) is not None:
             start = TrialPlan.from_attrs(source.user_attrs).epochs
             self._continue(study, source, self.rungs[self.rungs.index(start) + 1])
         return True
 
-    def _continue(self, study: optuna.Study, source: FrozenTrial, epochs: int) -> None:
-        """Queue a trial with `source`'s params that trains on from its weights (if here) to `epochs`."""
+    def _continue(self, study: optuna.Study, source: FrozenTrial, epochs: int, final: bool = False) -> None:
+        """Queue a trial with `source`'s params that trains on from its weights (if here) to `epochs`.
+
+        `final`: the last stretch's finish, which completes at `epochs` even below the cap.
+        """
         plan = TrialPlan.from_attrs(source.user_attrs)
         weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
         study.enqueue_trial(
@@ -96,6 +109,7 @@ class PausingBackend(Backend):
                 initial_epoch=plan.epochs if weights else 0,
                 initial_weights=weights,
                 continues=source.number,
+                final=final,
             ).to_attrs(),
         )
 
@@ -110,7 +124,7 @@ class PausingBackend(Backend):
         if plan.continues is not None and _continued(study.get_trials(deepcopy=False))[plan.continues] != trial.number:
             return f"another worker already continues trial {plan.continues}"
         epochs = plan.epochs or self.rungs[0]
-        if epochs < self.rungs[-1]:
+        if epochs < self.rungs[-1] and not plan.final:
             self.folder.mkdir(parents=True, exist_ok=True)
             pause = TrialPlan(epochs=epochs, pause=True, save_weights=str(weights_path(self.folder, trial.number)))
             for key, value in pause.to_attrs().items():
@@ -148,25 +162,32 @@ def promotion(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float
     return None
 
 
-def leader_to_finish(trials: list[FrozenTrial], epochs: int, sign: float, seconds_left: float) -> FrozenTrial | None:
-    """The paused trial to train to the cap now, so that it completes within `seconds_left`, or None.
+def leader_to_finish(
+    trials: list[FrozenTrial], epochs: int, sign: float, seconds_left: float, budget: float = math.inf
+) -> tuple[FrozenTrial, int] | None:
+    """The paused trial to train on now and the epoch it trains to, so that it completes within `seconds_left`; or None.
 
-    Of the paused trials not continued yet that beat every complete trial, best first: the first
-    whose finish (its seconds per epoch, as recorded, times the epochs it needs to reach `epochs`)
-    still fits in the time left, once the time left is at most FINISH_MARGIN times that finish.
-    Until then, none: the best waits for its time rather than a lesser one going first.
+    The leader is the best paused trial not continued yet that beats every complete trial. Its
+    finish to `epochs` (its seconds per epoch, as recorded, times the epochs it needs) starts once
+    the time left is at most FINISH_MARGIN times that finish, if it still fits. A finish that no
+    longer fits, or never will, trains the leader as far as FINISH_FILL of the time left allows,
+    once no more than FINISH_SHARE of the run's `budget` is left. Until then, none: the leader
+    waits for its time rather than a lesser trial going first.
     """
     if math.isinf(seconds_left):
         return None
-    for leader in leaders(trials, sign):
-        cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch
-        if cost is None:
-            continue
-        needed = cost * (epochs - paused_at(leader))
-        if seconds_left > FINISH_MARGIN * needed:
-            return None
-        if needed <= seconds_left:
-            return leader
+    leader = next(iter(leaders(trials, sign)), None)
+    cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch if leader else None
+    if leader is None or cost is None:
+        return None
+    start = paused_at(leader)
+    needed = cost * (epochs - start)
+    if needed <= seconds_left <= FINISH_MARGIN * needed:
+        return leader, epochs
+    reach = start + int(FINISH_FILL * seconds_left / cost)
+    last_share = not math.isinf(budget) and seconds_left <= FINISH_SHARE * budget
+    if needed > seconds_left and last_share and reach > start:
+        return leader, reach
     return None
 
 

@@ -18,10 +18,10 @@ class Backend:
     """How the next trial's hyperparameters are chosen, and whether trials may stop early.
 
     `sampler` and `pruner` go to the Optuna study. Before each trial the driver calls
-    `next_trial(study, seconds_left)` (the time left of the run's budget, `inf` without one); a
-    backend whose algorithm lives outside Optuna enqueues its choice there (params and per-trial
-    settings as user attrs) and returns False once it has nothing left, saying why in
-    `stop_reason` (the run's last line).
+    `next_trial(study, seconds_left, budget)` (the time left of the run's budget, and the budget;
+    `inf` without one); a backend whose algorithm lives outside Optuna enqueues its choice there
+    (params and per-trial settings as user attrs) and returns False once it has nothing left,
+    saying why in `stop_reason` (the run's last line).
     Once it has asked for the trial, before the trial runs, the driver calls `start_trial(study,
     trial)`, where a backend may set the trial's plan (or refuse the trial, saying why: it is then
     failed as surplus). After each trial the driver calls `trial_finished(study, trial)` with the
@@ -39,7 +39,7 @@ class Backend:
     epoch_pruner: SizeAwarePruner | None = None
     stop_reason: str = "the backend has no new trials to offer"
 
-    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf) -> bool:
+    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> bool:
         return True
 
     def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:

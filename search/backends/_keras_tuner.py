@@ -67,7 +67,7 @@ class KerasTunerBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "oracle_class": self.oracle_class, "kt_folder": str(self.folder)}
 
-    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf) -> bool:
+    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> bool:
         oracle = self._open(study)
         # The Bayesian oracle's thousands of tiny matrix products ran 10x slower with BLAS threads than
         # with one on a busy 2-core CPU (30 s against 2.8 s a proposal, measured).
