@@ -11,7 +11,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from search.artifacts import Keeping, settle_keeping
-from search.backends import MULTI_OBJECTIVE_BACKENDS, MULTI_OBJECTIVE_PRUNERS, PRUNERS, Backend, get_backend
+from search.backends import MULTI_OBJECTIVE_BACKENDS, MULTI_OBJECTIVE_PRUNERS, PRUNERS, Backend, Proposal, get_backend
 from search.data import Dataset, load_dataset
 from search.errors import UserError
 from search.kept import KeptModels
@@ -20,7 +20,7 @@ from search.progress import Progress, format_seconds
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.spec import IDENTITY, IMPLIED, StudySpec, identity
 from search.storage import HEARTBEAT_SECONDS, open_storage
-from search.trials import counts, run_trials
+from search.trials import counts, enqueue, run_trials
 from search.workers import run_workers
 from spaces import SPACES, augmentation, get_space, params_for, prior
 
@@ -46,9 +46,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, spec: StudySpec,
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(list(spec.objectives))
         if spec.baseline:  # the reference model whatever the space: no draw of it, so no params
-            study.enqueue_trial({}, user_attrs=TrialPlan(baseline=True).to_attrs())
+            enqueue(study, Proposal({}, TrialPlan(baseline=True)))
         if spec.prior and (known := prior(spec.space, spec.base(), spec.dataset)) is not None:
-            study.enqueue_trial(params_for(spec.space, known), user_attrs=TrialPlan(prior=True).to_attrs())
+            enqueue(study, Proposal(params_for(spec.space, known), TrialPlan(prior=True)))
         return study
     for key, value in identity(recorded).items():
         if value != getattr(spec, key):

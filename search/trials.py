@@ -11,7 +11,7 @@ from typing import Protocol
 import optuna
 from optuna.trial import TrialState
 
-from search.backends import Backend
+from search.backends import Backend, Proposal, Stop
 from search.forked import ChildDied, Forked
 from search.kept import KeptModels
 from search.optuna_internals import fail_heartbeatless, first_heartbeat, heartbeat, live_trial, stored_trial
@@ -88,10 +88,13 @@ def run_trials(
             time.sleep(_POLL_SECONDS)
             _fail_stale(study)
             continue
-        left = deadline - time.monotonic()
-        if not now["waiting"] and not backend.next_trial(study, seconds_left=left, budget=timeout or math.inf):
-            objective.progress.note(f"{backend.stop_reason}; stopping")
-            return
+        if not now["waiting"]:
+            proposal = backend.propose(study, seconds_left=deadline - time.monotonic(), budget=timeout or math.inf)
+            if isinstance(proposal, Stop):
+                objective.progress.note(f"{proposal.reason}; stopping")
+                return
+            if proposal is not None:
+                enqueue(study, proposal)
         _train_next(study, backend, objective)
         trial = stored_trial(study, objective.last_number)
         backend.trial_finished(study, trial)
@@ -106,6 +109,11 @@ def run_trials(
             f"stopping: the last {failures_in_a_row} trials all failed; see their fail_reason in `search rank` "
             "and narrow the space (a learning rate too high makes the loss NaN)"
         )
+
+
+def enqueue(study: optuna.Study, proposal: Proposal) -> None:
+    """Queue a trial the backend (or the driver: the baseline, the prior) chose, with its plan as user attrs."""
+    study.enqueue_trial(proposal.params, user_attrs=proposal.plan.to_attrs())
 
 
 def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -> None:

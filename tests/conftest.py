@@ -27,12 +27,13 @@ from optuna.trial import FrozenTrial
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # the benchmarks' own helpers
 import pg_cluster
 
-from search.backends import Backend
+from search.backends import Backend, Stop
 from search.config import TrialConfig
 from search.data import Dataset, load_mnist
 from search.record import TrialPlan, TrialRecord
 from search.spec import StudySpec
 from search.storage import open_storage
+from search.trials import enqueue
 from spaces import SPACES
 from spaces._scope import only_when
 
@@ -223,11 +224,13 @@ def epochs_reported(db: Path, number: int) -> int:
 def drive(backend: Backend, study: optuna.Study, space: str, score: Callable[[TrialConfig], float], limit: int) -> int:
     """The driver's loop with a made-up score instead of training: the algorithm's bookkeeping alone.
 
-    As `search.trials` does: the backend may queue the next trial; an Optuna backend samples with
+    As `search.trials` does: the backend may propose the next trial; an Optuna backend samples with
     the sampler it makes for the study's trial count. Returns the trials run (fewer once it stops).
     """
     done = 0
-    while done < limit and backend.next_trial(study):
+    while done < limit and not isinstance(proposal := backend.propose(study), Stop):
+        if proposal is not None:
+            enqueue(study, proposal)
         if backend.make_sampler is not None:
             study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
         trial = study.ask()

@@ -22,6 +22,7 @@ from search.backends._asha import (
 )
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.study import StudySpec, run_study
+from search.trials import enqueue
 
 ETA = 3
 RUNGS = [3, 9, 27]
@@ -134,7 +135,7 @@ def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path
     study, backend = _backend_over(
         tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95, save_weights=str(saved))
     )
-    backend.next_trial(study, seconds_left=200.0)  # the leader needs 180 s
+    enqueue(study, backend.propose(study, seconds_left=200.0))  # the leader needs 180 s
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
     assert (plan.continues, plan.epochs, plan.initial_epoch, plan.initial_weights) == (2, 27, 9, str(saved))
     trial = study.ask()
@@ -144,7 +145,7 @@ def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path
 
 def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
     study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95))
-    backend.next_trial(study, seconds_left=100.0, budget=400.0)  # 180 s to the cap do not fit
+    enqueue(study, backend.propose(study, seconds_left=100.0, budget=400.0))  # 180 s to the cap do not fit
     trial = study.ask()
     assert backend.start_trial(study, trial) is None
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
@@ -153,7 +154,7 @@ def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
 
 def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> None:
     study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7))
-    assert backend.next_trial(study)
+    enqueue(study, backend.propose(study))
     # Another worker, which read the trials before this one's promotion landed, promotes trial 0 too.
     study.enqueue_trial(study.trials[0].params, user_attrs=TrialPlan(epochs=9, continues=0).to_attrs())
     first, second = study.ask(), study.ask()
@@ -172,7 +173,7 @@ def test_a_promotion_starts_from_the_paused_weights_when_they_are_here(tmp_path:
     study, backend = _backend_over(
         tmp_path, _paused(0, 3, 0.9, save_weights=str(saved)), _paused(1, 3, 0.8), _paused(2, 3, 0.7)
     )
-    backend.next_trial(study)
+    enqueue(study, backend.propose(study))
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
     assert (plan.continues, plan.initial_epoch, plan.initial_weights) == (0, 3, str(saved))
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.backends._base import Backend
+from search.backends._base import Backend, Proposal
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.storage import study_folder
 
@@ -84,34 +84,16 @@ class PausingBackend(Backend):
     def describe(self) -> dict:
         return {**super().describe(), "pruner_class": "asha", "rungs": self.rungs, "paused_folder": str(self.folder)}
 
-    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> bool:
-        """Queue the leader's finish or the best promotion, if one is due; else the sampler draws a new trial."""
+    def propose(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> Proposal | None:
+        """The leader's finish or the best promotion, if one is due; else None: the sampler draws a new trial."""
         trials = study.get_trials(deepcopy=False)
         if (finish := leader_to_finish(trials, self.rungs[-1], self.sign, seconds_left, budget)) is not None:
             source, epochs = finish
-            self._continue(study, source, epochs, final=True)
-        elif (source := promotion(trials, self.rungs, self.eta, self.sign)) is not None:
+            return _continuation(source, epochs, final=True)
+        if (source := promotion(trials, self.rungs, self.eta, self.sign)) is not None:
             start = TrialPlan.from_attrs(source.user_attrs).epochs
-            self._continue(study, source, self.rungs[self.rungs.index(start) + 1])
-        return True
-
-    def _continue(self, study: optuna.Study, source: FrozenTrial, epochs: int, final: bool = False) -> None:
-        """Queue a trial with `source`'s params that trains on from its weights (if here) to `epochs`.
-
-        `final`: the last stretch's finish, which completes at `epochs` even below the cap.
-        """
-        plan = TrialPlan.from_attrs(source.user_attrs)
-        weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
-        study.enqueue_trial(
-            source.params,
-            user_attrs=TrialPlan(
-                epochs=epochs,
-                initial_epoch=plan.epochs if weights else 0,
-                initial_weights=weights,
-                continues=source.number,
-                final=final,
-            ).to_attrs(),
-        )
+            return _continuation(source, self.rungs[self.rungs.index(start) + 1])
+        return None
 
     def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
         """Give a new trial the first rung, and every trial below the last rung a place for its weights.
@@ -149,6 +131,25 @@ class PausingBackend(Backend):
             ended = number in by_number and by_number[number].state.is_finished()
             if ended and number not in needed:  # a running trial's file may be new: its own to keep
                 path.unlink(missing_ok=True)
+
+
+def _continuation(source: FrozenTrial, epochs: int, final: bool = False) -> Proposal:
+    """A trial with `source`'s params that trains on from its weights (if here) to `epochs`.
+
+    `final`: the last stretch's finish, which completes at `epochs` even below the cap.
+    """
+    plan = TrialPlan.from_attrs(source.user_attrs)
+    weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
+    return Proposal(
+        source.params,
+        TrialPlan(
+            epochs=epochs,
+            initial_epoch=plan.epochs if weights else 0,
+            initial_weights=weights,
+            continues=source.number,
+            final=final,
+        ),
+    )
 
 
 def promotion(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float) -> FrozenTrial | None:

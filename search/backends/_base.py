@@ -10,7 +10,23 @@ from typing import Any, Protocol
 import optuna
 
 from search.backends._size_aware import SizeAwarePruner
+from search.record import TrialPlan
 from search.spec import StudySpec
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A trial the backend chose itself (a promotion, a Keras Tuner draw): the driver queues it in the study."""
+
+    params: dict[str, Any]
+    plan: TrialPlan
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The backend has no new trial to offer; `reason` is the run's last line."""
+
+    reason: str
 
 
 @dataclass
@@ -18,10 +34,9 @@ class Backend:
     """How the next trial's hyperparameters are chosen, and whether trials may stop early.
 
     `sampler` and `pruner` go to the Optuna study. Before each trial the driver calls
-    `next_trial(study, seconds_left, budget)` (the time left of the run's budget, and the budget;
-    `inf` without one); a backend whose algorithm lives outside Optuna enqueues its choice there
-    (params and per-trial settings as user attrs) and returns False once it has nothing left,
-    saying why in `stop_reason` (the run's last line).
+    `propose(study, seconds_left, budget)` (the time left of the run's budget, and the budget;
+    `inf` without one). The backend answers with a `Proposal` of its own, which the driver queues
+    in the study; with None, and the study's sampler draws the trial; or with `Stop`.
     Once it has asked for the trial, before the trial runs, the driver calls `start_trial(study,
     trial)`, where a backend may set the trial's plan (or refuse the trial, saying why: it is then
     failed as surplus). After each trial the driver calls `trial_finished(study, trial)` with the
@@ -37,10 +52,11 @@ class Backend:
     pruner: optuna.pruners.BasePruner
     make_sampler: Callable[[int], optuna.samplers.BaseSampler]
     epoch_pruner: SizeAwarePruner | None = None
-    stop_reason: str = "the backend has no new trials to offer"
 
-    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> bool:
-        return True
+    def propose(
+        self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf
+    ) -> Proposal | Stop | None:
+        return None
 
     def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
         return None

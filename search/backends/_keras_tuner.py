@@ -20,7 +20,7 @@ import threadpoolctl
 from optuna.trial import FrozenTrial, TrialState
 
 from search.backends import _kt_internals as kt_internals
-from search.backends._base import Backend, BackendFactory
+from search.backends._base import Backend, BackendFactory, Proposal, Stop
 from search.backends._kt_adapter import learn_space
 from search.backends._kt_hyperband import hyperband_plan, sweep_weights
 from search.config import OBJECTIVES, TrialConfig
@@ -48,7 +48,7 @@ def _keras_tuner() -> Any:
 class KerasTunerBackend(Backend):
     """A Keras Tuner oracle behind the driver's queue.
 
-    Each trial the oracle creates is enqueued with its values and `kt_trial_id`; each finished
+    Each trial the oracle creates is proposed with its values and `kt_trial_id`; each finished
     trial is reported back (per-epoch metrics, then COMPLETED or FAILED). The oracle is opened on
     first use, after the driver has checked that the study's settings match.
     """
@@ -56,7 +56,7 @@ class KerasTunerBackend(Backend):
     def __init__(
         self, make_oracle: Callable[[Any], Any], oracle_class: str, spec: StudySpec, folder: Path, seed: int
     ) -> None:
-        # Every trial is the oracle's, enqueued with its values: Optuna's sampler is never consulted.
+        # Every trial is the oracle's, proposed with its values: Optuna's sampler is never consulted.
         super().__init__(
             pruner=optuna.pruners.NopPruner(), make_sampler=lambda _: optuna.samplers.RandomSampler(seed=seed)
         )
@@ -67,20 +67,18 @@ class KerasTunerBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "oracle_class": self.oracle_class, "kt_folder": str(self.folder)}
 
-    def next_trial(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> bool:
+    def propose(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> Proposal | Stop:
         oracle = self._open(study)
         # The Bayesian oracle's thousands of tiny matrix products ran 10x slower with BLAS threads than
         # with one on a busy 2-core CPU (30 s against 2.8 s a proposal, measured).
         with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
             trial = oracle.create_trial(TUNER_ID)
         if trial.status != _keras_tuner().engine.trial.TrialStatus.RUNNING:
-            self.stop_reason = _STOPPED if trial.status == _keras_tuner().engine.trial.TrialStatus.STOPPED else _IDLE
-            return False
+            return Stop(_STOPPED if trial.status == _keras_tuner().engine.trial.TrialStatus.STOPPED else _IDLE)
         plan = TrialPlan(kt_trial_id=trial.trial_id)
         if "tuner/epochs" in trial.hyperparameters.values:
             plan = hyperband_plan(oracle, plan, trial.hyperparameters.values, self.folder)
-        study.enqueue_trial(_params(trial.hyperparameters), user_attrs=plan.to_attrs())
-        return True
+        return Proposal(_params(trial.hyperparameters), plan)
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if TrialPlan.from_attrs(trial.user_attrs).kt_trial_id is None:
