@@ -1,4 +1,4 @@
-"""Augmentation (search/model.py's RandomAffine) and max-norm, on real MNIST images and real training."""
+"""Augmentation (search/augmentation.py) and max-norm, on real MNIST images and real training."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import keras
 import numpy as np
 import pytest
 
+from search.augmentation import ElasticDistortion, RandomAffine
 from search.config import TrialConfig
 from search.data import Dataset
-from search.model import ElasticDistortion, RandomAffine, build_model
+from search.model import build_model
 from search.train import STEPS_PER_EXECUTION, train
 
 SMALL = TrialConfig(hidden_units=(32, 16), epochs=1)

@@ -1,4 +1,4 @@
-"""Elastic distortions (search/model.py's ElasticDistortion): the transform's defining properties."""
+"""Elastic distortions (search/augmentation.py's ElasticDistortion): the transform's defining properties."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from search._keras import tf
+from search.augmentation import ElasticDistortion
 from search.config import TrialConfig
 from search.data import Dataset
-from search.model import ElasticDistortion, build_model
+from search.model import build_model
 from search.train import STEPS_PER_EXECUTION
 
 SMALL = TrialConfig(hidden_units=(32,), epochs=1)
