@@ -124,8 +124,8 @@ def test_a_leader_too_dear_for_the_cap_trains_as_far_as_the_last_share_of_the_bu
     share = FINISH_SHARE * budget  # 100 s: too little for the cap
     assert leader_to_finish(trials, 27, 1.0, share + 1, budget) is None, "not yet: the search goes on"
     assert leader_to_finish(trials, 27, 1.0, share, budget)[1] == 9 + int(FINISH_FILL * share / 10.0)
-    assert leader_to_finish(trials, 27, 1.0, 50.0, budget)[1] == 9 + 4  # later, less far
-    assert leader_to_finish(trials, 27, 1.0, 10.0, budget) is None, "not one epoch fits"
+    assert leader_to_finish(trials, 27, 1.0, 50.0, budget)[1] == 9 + int(FINISH_FILL * 50 / 10.0)  # later, less far
+    assert leader_to_finish(trials, 27, 1.0, 12.0, budget) is None, "not one epoch fits"
     assert leader_to_finish(trials, 27, 1.0, share, math.inf) is None, "no budget, no share of it"
 
 
@@ -149,7 +149,7 @@ def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
     trial = study.ask()
     assert backend.start_trial(study, trial) is None
     plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
-    assert (plan.continues, plan.epochs, plan.final, plan.pause) == (2, 18, True, False)
+    assert (plan.continues, plan.epochs, plan.final, plan.pause) == (2, 9 + int(FINISH_FILL * 100 / 10.0), True, False)
 
 
 def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> None:

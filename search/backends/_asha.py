@@ -51,8 +51,10 @@ PAUSED_FOLDER = ".paused"
 FINISH_MARGIN = 1.5
 # The share of a run's budget left when a leader that cannot reach the cap trains as far as it can.
 FINISH_SHARE = 0.25
-# Of the time left, what that partial finish plans to train for: the rest covers its start and validation.
-FINISH_FILL = 0.9
+# Of the time left, what that partial finish plans to train for. The rest covers its start (fork, model,
+# compilation), which its source's seconds per epoch do not show, and a finish that starts late: at
+# 0.9 a 9-minute benchmark run's finish was still training when the run's time was up.
+FINISH_FILL = 0.75
 
 
 def rungs(first: int, epochs: int, eta: int) -> list[int]:
