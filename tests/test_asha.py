@@ -207,3 +207,13 @@ def test_trials_pause_at_the_first_rung_and_the_best_continues_from_its_weights(
     assert continued.user_attrs["history"]["loss"][0] < best.user_attrs["history"]["loss"][0]
     assert not Path(best.user_attrs["save_weights"]).exists(), "a continued trial's weights were kept"
     assert Path(best.user_attrs["save_weights"]).parent == folder / ".paused" / "s"
+
+
+@pytest.mark.parametrize("yardstick", [TrialPlan(baseline=True), TrialPlan(prior=True)])
+def test_the_baseline_and_the_prior_train_in_full_never_paused(tmp_path: Path, yardstick: TrialPlan) -> None:
+    study, backend = _backend_over(tmp_path)
+    study.enqueue_trial({}, user_attrs=yardstick.to_attrs())
+    trial = study.ask()
+    assert backend.start_trial(study, trial) is None
+    plan = TrialPlan.from_attrs(study.trials[0].user_attrs)
+    assert (plan.pause, plan.epochs, plan.save_weights) == (False, None, None)

@@ -103,8 +103,10 @@ class PausingBackend(Backend):
         A trial that continues one another trial already continues is refused (two workers promoted it at once).
         """
         plan = TrialPlan.from_attrs(trial.user_attrs)
-        if plan.baseline:
-            return None  # the reference model, as the note trains it: the yardstick, never paused
+        if plan.baseline or plan.prior:
+            # The yardsticks train in full, never paused: the reference model as the note trains it, and the
+            # space's best known config to the cap, which the search must beat (and `export` gets at worst).
+            return None
         if plan.continues is not None and _continued(study.get_trials(deepcopy=False))[plan.continues] != trial.number:
             return f"another worker already continues trial {plan.continues}"
         epochs = plan.epochs or self.rungs[0]
