@@ -109,6 +109,10 @@ def test_the_budget_s_last_stretch_finishes_the_best_paused_trial() -> None:
     leader, epochs = leader_to_finish(trials, 27, 1.0, FINISH_MARGIN * needed)
     assert (leader.number, epochs) == (2, 27)
     assert leader_to_finish(trials, 27, 1.0, needed)[1] == 27
+    # Too late for the leader: the next best (24 epochs at 1 s) fits, in its own time.
+    assert leader_to_finish(trials, 27, 1.0, needed - 1) is None
+    assert leader_to_finish(trials, 27, 1.0, 30.0)[0].number == 3
+    assert leader_to_finish(trials, 27, 1.0, 10.0) is None, "nothing fits"
     # Once it is continued, the next best is the leader; a complete trial as good as it ends the stretch.
     continuing = _continuing(4, source=2, state=TrialState.COMPLETE)
     assert leader_to_finish([*trials, continuing], 27, 1.0, 30.0)[0].number == 3
@@ -118,15 +122,19 @@ def test_the_budget_s_last_stretch_finishes_the_best_paused_trial() -> None:
     assert leader_to_finish(trials[:3], 27, -1.0, 300.0)[0].number == 1
 
 
-def test_a_leader_too_dear_for_the_cap_trains_as_far_as_the_last_share_of_the_budget_allows() -> None:
+def test_when_no_leader_can_reach_the_cap_the_best_trains_as_far_as_the_last_share_of_the_budget_allows() -> None:
     trials = [_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95)]  # the leader: 180 s to the cap of 27
     budget = 400.0
-    share = FINISH_SHARE * budget  # 100 s: too little for the cap
+    share = FINISH_SHARE * budget  # 100 s: too little for the cap, for the leader and for the next (240 s)
     assert leader_to_finish(trials, 27, 1.0, share + 1, budget) is None, "not yet: the search goes on"
     assert leader_to_finish(trials, 27, 1.0, share, budget)[1] == 9 + int(FINISH_FILL * share / 10.0)
     assert leader_to_finish(trials, 27, 1.0, 50.0, budget)[1] == 9 + int(FINISH_FILL * 50 / 10.0)  # later, less far
     assert leader_to_finish(trials, 27, 1.0, 12.0, budget) is None, "not one epoch fits"
     assert leader_to_finish(trials, 27, 1.0, share, math.inf) is None, "no budget, no share of it"
+    # A lesser leader that can reach the cap goes first, in its own time: a network trained in full.
+    cheap = _paused(3, 3, 0.94, epoch_seconds=2)  # 24 epochs at 2 s: 48 s
+    assert leader_to_finish([*trials, cheap], 27, 1.0, share, budget) is None, "the cheap one waits for its time"
+    assert leader_to_finish([*trials, cheap], 27, 1.0, 60.0, budget) == (cheap, 27)
 
 
 def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path) -> None:

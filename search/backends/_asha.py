@@ -19,13 +19,14 @@ a 2-core host none did, so the study's best complete trial was its baseline and 
 gave the reference model. So once the time left is no more than `FINISH_MARGIN` times what the
 leader still needs (the best paused trial, if it beats every complete one: its seconds per epoch
 times the epochs to the cap), and the finish still fits, that trial is continued straight to
-the cap from its weights, and the study ends with its best config trained in full. A leader too
-dear to reach the cap in the time left (in a 10-minute search, a 1024-wide network paused at
-rung 9) trains on instead once `FINISH_SHARE` of the run's budget is left, as far as the time
-left allows, and completes there: its rate anneals over that stretch, so the search ends with an
-annealed network, not a paused one at a high rate. Without the partial finish, a short search
-with costly leaders ended with all of them paused at epochs 9-14 (BENCHMARKS.md, "tpe + asha
-against random + asha on an AVX-512 host").
+the cap from its weights, and the study ends with its best config trained in full. If the best
+cannot make it, the next best that can goes in its own time. When no leader can reach the cap any
+more (in a 10-minute search, 1024-wide networks paused at rung 9), the best trains on instead,
+once `FINISH_SHARE` of the run's budget is left, as far as the time left allows, and completes
+there: its rate anneals over that stretch, so the search ends with an annealed network, not a
+paused one at a high rate. Without that partial finish, a short search with costly leaders ended
+with all of them paused at epochs 9-14 (BENCHMARKS.md, "tpe + asha against random + asha on an
+AVX-512 host").
 
 Rungs are 1, 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
 `.paused/<study>/` beside a SQLite file. A promotion whose weights are not on this machine (a
@@ -172,28 +173,29 @@ def leader_to_finish(
 ) -> tuple[FrozenTrial, int] | None:
     """The paused trial to train on now and the epoch it trains to, so that it completes within `seconds_left`; or None.
 
-    The leader is the best paused trial not continued yet that beats every complete trial. Its
-    finish to `epochs` (its seconds per epoch, as recorded, times the epochs it needs) starts once
-    the time left is at most FINISH_MARGIN times that finish, if it still fits. A finish that no
-    longer fits, or never will, trains the leader as far as FINISH_FILL of the time left allows,
-    once no more than FINISH_SHARE of the run's `budget` is left. Until then, none: the leader
-    waits for its time rather than a lesser trial going first.
+    Of the paused trials not continued yet that beat every complete trial (`leaders`), best first:
+    the first whose finish to `epochs` (its seconds per epoch, as recorded, times the epochs it
+    needs) still fits in the time left, once the time left is at most FINISH_MARGIN times that
+    finish; until then, none: the best waits for its time rather than a lesser one going first. If
+    no leader's finish fits any more, the best trains as far as FINISH_FILL of the time left allows,
+    once no more than FINISH_SHARE of the run's `budget` is left.
     """
     if math.isinf(seconds_left):
         return None
-    leader = next(iter(leaders(trials, sign)), None)
-    cost = TrialRecord.from_attrs(leader.user_attrs).seconds_per_epoch if leader else None
-    if leader is None or cost is None:
+    costed = [
+        (t, cost) for t in leaders(trials, sign) if (cost := TrialRecord.from_attrs(t.user_attrs).seconds_per_epoch)
+    ]
+    for leader, cost in costed:
+        needed = cost * (epochs - paused_at(leader))
+        if seconds_left > FINISH_MARGIN * needed:
+            return None
+        if needed <= seconds_left:
+            return leader, epochs
+    if not costed or math.isinf(budget) or seconds_left > FINISH_SHARE * budget:
         return None
-    start = paused_at(leader)
-    needed = cost * (epochs - start)
-    if needed <= seconds_left <= FINISH_MARGIN * needed:
-        return leader, epochs
-    reach = start + int(FINISH_FILL * seconds_left / cost)
-    last_share = not math.isinf(budget) and seconds_left <= FINISH_SHARE * budget
-    if needed > seconds_left and last_share and reach > start:
-        return leader, reach
-    return None
+    best, cost = costed[0]
+    reach = paused_at(best) + int(FINISH_FILL * seconds_left / cost)
+    return (best, reach) if reach > paused_at(best) else None
 
 
 def leaders(trials: list[FrozenTrial], sign: float) -> list[FrozenTrial]:
