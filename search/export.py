@@ -43,7 +43,8 @@ def export_trial(
         trial = budget.best_within(study)
     else:
         trial = _chosen_trial(study, trial_number)
-    recorded = TrialRecord.from_attrs(trial.user_attrs).config
+    record = TrialRecord.from_attrs(trial.user_attrs)
+    recorded = record.config
     if not isinstance(recorded, dict):
         raise UserError(
             f"trial {trial.number} of study '{study.study_name}' has no recorded config; "
@@ -55,7 +56,9 @@ def export_trial(
         raise UserError(
             f"trial {trial.number}'s recorded config no longer fits this version's schema: {error}"
         ) from None
-    warnings = [*boundary_warnings(trial, study.user_attrs.get("space", "")), *_paused_ahead(study, trial)]
+    # The space's best known config was queued, not drawn: its values at range edges say nothing of the ranges.
+    edges = [] if record.plan.prior else boundary_warnings(trial, study.user_attrs.get("space", ""))
+    warnings = [*edges, *_paused_ahead(study, trial)]
     return ConfigFile(config, _provenance(study, trial), warnings)
 
 

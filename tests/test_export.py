@@ -93,7 +93,16 @@ def test_boundary_warning(name: str, value: object, distribution, expected: str 
         assert "widen its range in space 'dropout' (spaces/) and search again" in warnings[0]
 
 
-def _handmade(url: str, name: str, states: list[TrialState]) -> None:
+def test_the_spaces_best_known_config_exports_without_range_warnings(tmp_path: Path) -> None:
+    # Queued as the study's prior, not drawn: that its values sit at range edges says nothing of the ranges.
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    _handmade(url, "p", [TrialState.COMPLETE], params={"n_layers": 8}, prior=True)
+    assert export_trial(url, "p", 0).warnings == []
+    _handmade(url, "drawn", [TrialState.COMPLETE], params={"n_layers": 8})
+    assert "n_layers = 8 is at the top" in export_trial(url, "drawn", 0).warnings[0]
+
+
+def _handmade(url: str, name: str, states: list[TrialState], params: dict | None = None, prior: bool = False) -> None:
     """A study with realistic attrs, its trials added directly (training is not the point here)."""
     study = optuna.create_study(study_name=name, storage=url, direction="maximize")
     for key, value in {"space": "size", "backend": "tpe", "objective": "val_accuracy", "command": "x"}.items():
@@ -103,9 +112,13 @@ def _handmade(url: str, name: str, states: list[TrialState]) -> None:
             create_trial(
                 state=state,
                 value=0.9 if state == TrialState.COMPLETE else None,
-                params={"n_layers": 2},
+                params=params or {"n_layers": 2},
                 distributions={"n_layers": IntDistribution(1, 8)},
-                user_attrs={"config": TrialConfig(hidden_units=(64, 32)).to_dict(), "param_count": 52_650},
+                user_attrs={
+                    "config": TrialConfig(hidden_units=(64, 32)).to_dict(),
+                    "param_count": 52_650,
+                    **TrialPlan(prior=prior).to_attrs(),
+                },
             )
         )
 
