@@ -194,8 +194,8 @@ def leader_to_finish(
     if not costed or math.isinf(budget) or seconds_left > FINISH_SHARE * budget:
         return None
     best, cost = costed[0]
-    reach = paused_at(best) + int(FINISH_FILL * seconds_left / cost)
-    return (best, reach) if reach > paused_at(best) else None
+    epochs_that_fit = int(FINISH_FILL * seconds_left / cost)
+    return (best, paused_at(best) + epochs_that_fit) if epochs_that_fit > 0 else None
 
 
 def leaders(trials: list[FrozenTrial], sign: float) -> list[FrozenTrial]:
