@@ -97,4 +97,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .kt .paused reports studies.db studies.artifacts
+	rm -rf $(VENV) data .kt .paused reports studies.db studies.db.*.lock studies.artifacts

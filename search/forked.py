@@ -12,15 +12,31 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import weakref
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 _FORK = multiprocessing.get_context("fork")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def scratch_folder(owner: object, prefix: str) -> Path:
+    """A new temporary folder that the trials' forked processes write into, removed with `owner` by its maker only."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    weakref.finalize(owner, _remove_scratch, folder, os.getpid())
+    return folder
+
+
+def _remove_scratch(folder: Path, maker: int) -> None:
+    if os.getpid() == maker:  # a forked process shares the folder and runs its finalizers too
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class ChildDied(Exception):

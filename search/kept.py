@@ -17,10 +17,7 @@ judges is among those values; running trials it leaves alone.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
-import weakref
 from pathlib import Path
 
 import optuna
@@ -31,6 +28,7 @@ from optuna.trial import TrialState
 
 from search.artifacts import Keeping, ModelStore
 from search.errors import UserError
+from search.forked import scratch_folder
 from search.optuna_internals import TrialArtifact, complete_values, forget_trial_artifact, trial_artifacts
 from search.record import TrialRecord
 
@@ -42,8 +40,7 @@ class KeptModels:
 
     def __init__(self, store: ModelStore, keep: int) -> None:
         self.store, self.keep = store, keep
-        self.scratch = Path(tempfile.mkdtemp(prefix="search-models-"))
-        weakref.finalize(self, _remove_scratch, self.scratch, os.getpid())
+        self.scratch = scratch_folder(self, "search-models-")
 
     @classmethod
     def of(cls, keeping: Keeping) -> KeptModels | None:
@@ -133,8 +130,3 @@ def write_model(store: ModelStore, artifact_id: str, path: Path, *, fix: str) ->
         ) from None
     except OSError as error:
         raise UserError(f"cannot write {path} ({error.strerror or error}); {fix}") from None
-
-
-def _remove_scratch(folder: Path, owner: int) -> None:
-    if os.getpid() == owner:  # a trial's forked process shares the folder: only its maker removes it
-        shutil.rmtree(folder, ignore_errors=True)

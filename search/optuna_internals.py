@@ -1,12 +1,12 @@
 """Every touch of Optuna's private API and of its database tables, in one place.
 
 Optuna has no public way to read one trial by number, to reach the SQLAlchemy engine under a
-study, to write to a frozen trial, to read many trials' values and a few of their attrs
-without building every trial object (1 s of `search rank`'s 2 on 1,000 trials), to list and
-forget the artifacts recorded with a study's trials (a finished trial takes no attr), or to
-weigh TPE's choice among its candidates by anything but its own density ratio. What follows
-is what Optuna 5 does inside; pyproject.toml pins the major version, and
-tests/test_optuna_internals.py fails on an upgrade that changes any of it.
+study, to keep state in a study's system attrs, to write to a frozen trial, to read many
+trials' values and a few of their attrs without building every trial object (1 s of `search
+rank`'s 2 on 1,000 trials), to list and forget the artifacts recorded with a study's trials (a
+finished trial takes no attr), or to weigh TPE's choice among its candidates by anything but
+its own density ratio. What follows is what Optuna 5 does inside; pyproject.toml pins the major
+version, and tests/test_optuna_internals.py fails on an upgrade that changes any of it.
 """
 
 from __future__ import annotations
@@ -72,6 +72,15 @@ def stored_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     """Trial `number` of `study`, read alone: `study.trials[number]` reads all of them (1 s for 1,000)."""
     storage = study._storage
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attrs, where a backend keeps state of its own (Optuna deprecated `Study.system_attrs`)."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    study._storage.set_study_system_attr(study._study_id, key, value)
 
 
 def live_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.Trial:

@@ -75,19 +75,25 @@ class TrialPlan:
     """
 
     epochs: int | None = None  # train up to this epoch (default: the config's epochs)
-    initial_epoch: int = 0  # continue a parent's training from this epoch ...
+    continues: int | None = None  # the number of the trial whose training this one continues, from its weights
+    keep_weights: bool = False  # leave the best epoch's weights for a trial that may continue this one
+    # Set when the trial starts, in the process that runs it (search/weights.py):
+    initial_epoch: int = 0  # continue the training of `continues` from this epoch ...
     initial_weights: str | None = None  # ... with the weights in this file
-    save_weights: str | None = None  # keep the best epoch's weights here (a trial others may continue)
+    save_weights: str | None = None  # save the best epoch's weights to this file (`keep_weights`)
     pause: bool = False  # stop at `epochs` paused: recorded as pruned there, continued later if promoted
-    continues: int | None = None  # the number of the paused trial whose training this one continues
     final: bool = False  # the budget's last stretch (asha): complete at `epochs`, even below the study's cap
     baseline: bool = False  # the study's reference-model trial
     prior: bool = False  # the space's best known config
     kt_trial_id: str | None = None  # Keras Tuner's id for the trial (its oracle's bookkeeping)
-    kt_parent_id: str | None = None  # the Keras Tuner trial whose weights this one continues
+    kt_parent_id: str | None = None  # the Keras Tuner trial it continues (`continues` is its Optuna trial)
 
     def to_attrs(self) -> dict[str, Any]:
         return _attrs_of(self)
+
+    def started_attrs(self) -> dict[str, Any]:
+        """The fields set when the trial starts, defaults too: a retried trial's copies of its first try's go."""
+        return {name: getattr(self, name) for name in ("initial_epoch", "initial_weights", "save_weights")}
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> TrialPlan:
@@ -113,6 +119,7 @@ class TrialRecord:
     versions: dict[str, str] | None = None  # library_versions() of the process that trained
     worker: str | None = None  # "host:pid" of the process running the trial's loop
     model_not_kept: str | None = None  # why a complete trial among the best has no kept model (search/kept.py)
+    weights_not_kept: str | None = None  # why a trial's continuation weights were not kept (search/weights.py)
     plan: TrialPlan = field(default_factory=TrialPlan, metadata={"attr": False})
     fail: FailReason | None = field(default=None, metadata={"attr": False})
     fail_message: str = field(default="", metadata={"attr": False})

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import sqlite3
 import warnings
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.errors import UserError
@@ -83,6 +86,43 @@ def release_connections(study: optuna.Study) -> None:
     would need three per worker instead of two.
     """
     engine_of(study).dispose()
+
+
+class Held:
+    """What `hold` holds, let go of when this handle is dropped or the process ends (however it ends)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        weakref.finalize(self, release)
+
+
+def hold(study: optuna.Study, url: str, what: str) -> Held | None:
+    """Hold `what` of study `study` for as long as the returned handle lives; None if another process holds it.
+
+    For state that one process at a time may write (Keras Tuner's oracle). PostgreSQL: a session
+    advisory lock, which the server drops when the connection ends. SQLite: a file lock beside the
+    database file (`studies.db.kt-STUDY.lock`; the processes that write one SQLite file share a
+    machine). An in-memory database has one process.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        handle = path.with_name(f"{path.name}.{what}-{folder_name(study.study_name)}.lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return Held(handle.close)
+    if not url.startswith("postgresql"):
+        return Held(lambda: None)
+    # A connection of its own, outside the pool: closing it ends the session, and with it the lock.
+    connection = sqlalchemy.create_engine(engine_of(study).url, poolclass=sqlalchemy.pool.NullPool).connect()
+    key = f"{what}:{study.study_name}"
+    held = connection.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(hashtext(:key))"), {"key": key}).scalar()
+    connection.commit()  # the lock is the session's: it outlives the transaction, and no transaction stays open
+    if not held:
+        connection.close()
+        return None
+    return Held(connection.close)
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -149,9 +149,10 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
             with heartbeat(study, trial):
                 state, value = _run(objective, trial)
             objective.release_memory()
-        if objective.models is not None:
-            with heartbeat(study, trial):  # an upload (to S3, say) may outlast the grace period
-                objective.models.trial_ended(study, trial, state, value)  # before tell: Optuna's rule for artifacts
+        with heartbeat(study, trial):  # an upload (to S3, say) may outlast the grace period
+            backend.trial_ending(study, trial)  # before tell, as Optuna records artifacts only then
+            if objective.models is not None:
+                objective.models.trial_ended(study, trial, state, value)
     except KeyboardInterrupt:
         _fail(study, trial.number, FailReason.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) while it ran")
         raise

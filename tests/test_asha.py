@@ -18,11 +18,11 @@ from search.backends._asha import (
     leader_to_finish,
     promotion,
     rungs,
-    weights_path,
 )
 from search.record import FailReason, TrialPlan, TrialRecord
 from search.study import StudySpec, run_study
 from search.trials import enqueue
+from search.weights import ContinuationWeights, held_weights
 
 ETA = 3
 RUNGS = [3, 9, 27]
@@ -63,14 +63,45 @@ def _continuing(number: int, source: int, state: TrialState = TrialState.RUNNING
 
 
 def _backend_over(folder: Path, *trials: FrozenTrial) -> tuple[optuna.Study, PausingBackend]:
-    """A study holding `trials`, and an asha backend over it with RUNGS, keeping weights in `folder`."""
-    study = optuna.create_study(direction="maximize")
+    """A SQLite study in `folder` holding `trials`, and an asha backend over it with RUNGS.
+
+    The study records no model store, so weights go to `.paused/s/` beside its file.
+    """
+    url = f"sqlite:///{folder / 'studies.db'}"
+    study = optuna.create_study(storage=url, study_name="s", direction="maximize")
     for trial in trials:
         study.add_trial(trial)
     backend = PausingBackend(
-        make_sampler=optuna.samplers.RandomSampler, rungs=RUNGS, eta=ETA, direction="maximize", folder=folder
+        make_sampler=optuna.samplers.RandomSampler,
+        rungs=RUNGS,
+        eta=ETA,
+        direction="maximize",
+        weights=ContinuationWeights(url, "s"),
     )
     return study, backend
+
+
+def _pause_with_weights(study: optuna.Study, backend: PausingBackend, value: float, weights: bytes) -> int:
+    """A new trial run as the loop runs it to the first rung (3 epochs, 10 s each), saving `weights`; its number."""
+    trial = study.ask(X)
+    assert backend.start_trial(study, trial) is None
+    plan = TrialPlan.from_attrs(study.trials[trial.number].user_attrs)
+    assert (plan.epochs, plan.pause, plan.keep_weights) == (3, True, True)
+    Path(plan.save_weights).write_bytes(weights)  # what the trial's process does
+    for epoch in (1, 2, 3):
+        trial.report(value * epoch / 3, epoch)
+    for key, attr in TrialRecord(seconds=30.0, epochs_run=3).to_attrs().items():
+        trial.set_user_attr(key, attr)
+    backend.trial_ending(study, trial)
+    study.tell(trial, state=TrialState.PRUNED)
+    return trial.number
+
+
+def _started(study: optuna.Study, backend: PausingBackend) -> TrialPlan:
+    """The plan of the next queued trial once the loop has asked for it and the backend started it."""
+    trial = study.ask()
+    assert backend.start_trial(study, trial) is None
+    return TrialPlan.from_attrs(study.trials[trial.number].user_attrs)
 
 
 def test_no_promotion_until_eta_trials_reached_the_rung() -> None:
@@ -131,6 +162,9 @@ def test_when_no_leader_can_reach_the_cap_the_best_trains_as_far_as_the_last_sha
     assert leader_to_finish(trials, 27, 1.0, 50.0, budget)[1] == 9 + int(FINISH_FILL * 50 / 10.0)  # later, less far
     assert leader_to_finish(trials, 27, 1.0, 12.0, budget) is None, "not one epoch fits"
     assert leader_to_finish(trials, 27, 1.0, share, math.inf) is None, "no budget, no share of it"
+    # A trial due next that would run into the share (a promotion of 20 s) does not hold the finish back.
+    assert leader_to_finish(trials, 27, 1.0, share + 10, budget, then=20.0)[1] == 9 + int(FINISH_FILL * 110 / 10.0)
+    assert leader_to_finish(trials, 27, 1.0, share + 30, budget, then=20.0) is None, "it ends before the share"
     # A lesser leader that can reach the cap goes first, in its own time: a network trained in full.
     cheap = _paused(3, 3, 0.94, epoch_seconds=2)  # 24 epochs at 2 s: 48 s
     assert leader_to_finish([*trials, cheap], 27, 1.0, share, budget) is None, "the cheap one waits for its time"
@@ -138,26 +172,30 @@ def test_when_no_leader_can_reach_the_cap_the_best_trains_as_far_as_the_last_sha
 
 
 def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path) -> None:
-    saved = weights_path(tmp_path, 2)
-    saved.write_bytes(b"weights")
-    study, backend = _backend_over(
-        tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95, save_weights=str(saved))
-    )
-    enqueue(study, backend.propose(study, seconds_left=200.0))  # the leader needs 180 s
-    plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
-    assert (plan.continues, plan.epochs, plan.initial_epoch, plan.initial_weights) == (2, 27, 9, str(saved))
-    trial = study.ask()
-    assert backend.start_trial(study, trial) is None
-    assert not TrialPlan.from_attrs(study.trials[3].user_attrs).pause, "trained to the cap, it completes"
+    study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8))
+    leader = _pause_with_weights(study, backend, 0.95, b"the leader's")
+    enqueue(study, backend.propose(study, seconds_left=250.0))  # the leader needs 24 epochs at 10 s: 240 s
+    plan = _started(study, backend)
+    assert (plan.continues, plan.epochs, plan.initial_epoch, plan.final) == (leader, 27, 3, True)
+    assert Path(plan.initial_weights).read_bytes() == b"the leader's"
+    assert not plan.pause and not plan.keep_weights, "trained to the cap, it completes and leaves nothing"
 
 
 def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
     study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95))
     enqueue(study, backend.propose(study, seconds_left=100.0, budget=400.0))  # 180 s to the cap do not fit
-    trial = study.ask()
-    assert backend.start_trial(study, trial) is None
-    plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
+    plan = _started(study, backend)
     assert (plan.continues, plan.epochs, plan.final, plan.pause) == (2, 9 + int(FINISH_FILL * 100 / 10.0), True, False)
+
+
+def test_a_promotion_that_would_run_into_the_last_share_gives_way_to_the_partial_finish(tmp_path: Path) -> None:
+    study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7))
+    budget = 400.0
+    proposal = backend.propose(study, seconds_left=FINISH_SHARE * budget + 70, budget=budget)
+    assert (proposal.plan.epochs, proposal.plan.final) == (9, False), "the promotion (60 s) ends before the share"
+    proposal = backend.propose(study, seconds_left=FINISH_SHARE * budget + 10, budget=budget)
+    fits = int(FINISH_FILL * (FINISH_SHARE * budget + 10) / 10.0)
+    assert (proposal.plan.continues, proposal.plan.epochs, proposal.plan.final) == (0, 3 + fits, True)
 
 
 def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> None:
@@ -169,21 +207,70 @@ def test_two_workers_promoting_one_trial_at_once_run_it_once(tmp_path: Path) -> 
     assert backend.start_trial(study, first) is None
     assert backend.start_trial(study, second) == "another worker already continues trial 0"
     plan = TrialPlan.from_attrs(study.trials[first.number].user_attrs)
-    assert (plan.continues, plan.epochs, plan.pause) == (0, 9, True)
-    assert plan.save_weights == str(weights_path(tmp_path, first.number))
-    # Trial 0's weights are not on this machine (paused by a worker elsewhere): it trains again from scratch.
+    assert (plan.continues, plan.epochs, plan.pause, plan.keep_weights) == (0, 9, True, True)
+    # Trial 0 left no weights (paused by a worker whose store this one cannot reach): it trains again from scratch.
     assert (plan.initial_epoch, plan.initial_weights) == (0, None)
 
 
-def test_a_promotion_starts_from_the_paused_weights_when_they_are_here(tmp_path: Path) -> None:
-    saved = weights_path(tmp_path, 0)
-    saved.write_bytes(b"weights")
+def test_a_promotion_starts_from_a_scratch_copy_of_the_paused_weights(tmp_path: Path) -> None:
+    study, backend = _backend_over(tmp_path)
+    numbers = [_pause_with_weights(study, backend, value, f"{value}".encode()) for value in (0.8, 0.9, 0.7)]
+    assert [a.number for a in held_weights(study)] == numbers
+    assert len(list((tmp_path / ".paused" / "s").iterdir())) == 3, "the study has no store: beside its file"
+    enqueue(study, backend.propose(study))
+    plan = _started(study, backend)
+    assert (plan.continues, plan.initial_epoch) == (numbers[1], 3)
+    assert Path(plan.initial_weights).read_bytes() == b"0.9"
+    assert Path(plan.initial_weights).parent == backend.weights.scratch
+
+
+def test_a_retried_continuation_fetches_the_weights_again(tmp_path: Path) -> None:
+    """Optuna's retry of a killed trial copies its user attrs: the first try's scratch paths, of a dead process."""
+    study, backend = _backend_over(tmp_path)
+    source = _pause_with_weights(study, backend, 0.9, b"weights")
+    dead = TrialPlan(epochs=9, continues=source, initial_epoch=3, initial_weights="/gone/from.h5", save_weights="/gone")
+    study.enqueue_trial(study.trials[source].params, user_attrs=dead.to_attrs())
+    plan = _started(study, backend)
+    assert Path(plan.initial_weights).read_bytes() == b"weights"
+    assert Path(plan.save_weights).parent == backend.weights.scratch
+
+
+def test_a_trial_paused_by_an_older_version_is_continued_from_its_file(tmp_path: Path) -> None:
+    saved = tmp_path / ".paused" / "s" / "trial_0.weights.h5"  # where versions before the artifacts kept them
+    saved.parent.mkdir(parents=True)
+    saved.write_bytes(b"old")
     study, backend = _backend_over(
         tmp_path, _paused(0, 3, 0.9, save_weights=str(saved)), _paused(1, 3, 0.8), _paused(2, 3, 0.7)
     )
     enqueue(study, backend.propose(study))
-    plan = TrialPlan.from_attrs(study.trials[3].user_attrs)
+    plan = _started(study, backend)
     assert (plan.continues, plan.initial_epoch, plan.initial_weights) == (0, 3, str(saved))
+
+
+def test_weights_that_cannot_be_kept_say_why_and_the_trial_goes_on(tmp_path: Path) -> None:
+    study, backend = _backend_over(tmp_path)
+    (tmp_path / ".paused").mkdir()
+    (tmp_path / ".paused" / "s").write_text("a file where the store's folder goes")
+    number = _pause_with_weights(study, backend, 0.9, b"w")
+    trial = study.trials[number]
+    assert trial.state == TrialState.PRUNED
+    assert TrialRecord.from_attrs(trial.user_attrs).weights_not_kept.startswith("FileExistsError")
+    assert held_weights(study) == [] and list(backend.weights.scratch.iterdir()) == []
+
+
+def test_weights_no_promotion_will_read_are_forgotten_record_and_file(tmp_path: Path) -> None:
+    study, backend = _backend_over(tmp_path)
+    numbers = [_pause_with_weights(study, backend, value, b"w") for value in (0.8, 0.9, 0.7)]
+    enqueue(study, backend.propose(study))
+    trial = study.ask()
+    backend.start_trial(study, trial)
+    backend.trial_finished(study, study.trials[numbers[0]])
+    assert len(held_weights(study)) == 3, "the promoted trial's weights stay while its continuation runs"
+    study.tell(trial, 0.95)  # the continuation ends (it saved no weights of its own)
+    backend.trial_finished(study, study.trials[trial.number])
+    held = [a.number for a in held_weights(study)]
+    assert held == [numbers[0], numbers[2]], "only the continued trial's weights go; the others may be promoted"
+    assert len(list((tmp_path / ".paused" / "s").iterdir())) == 2
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +300,11 @@ def test_trials_pause_at_the_first_rung_and_the_best_continues_from_its_weights(
     assert (continued.user_attrs["first_epoch"], continued.user_attrs["initial_epoch"]) == (2, 1)
     # It started from the paused weights: its one epoch's loss is below the loss its source began with.
     assert continued.user_attrs["history"]["loss"][0] < best.user_attrs["history"]["loss"][0]
-    assert not Path(best.user_attrs["save_weights"]).exists(), "a continued trial's weights were kept"
-    assert Path(best.user_attrs["save_weights"]).parent == folder / ".paused" / "s"
+    # The weights went to the study's model store beside its file; the continued trial's are forgotten.
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{folder / 'studies.db'}")
+    held = held_weights(study)
+    assert {a.number for a in held} == {t.number for t in first_three} - {best.number}
+    assert {a.artifact_id for a in held} <= {p.name for p in (folder / "studies.artifacts" / "s").iterdir()}
 
 
 @pytest.mark.parametrize("yardstick", [TrialPlan(baseline=True), TrialPlan(prior=True)])

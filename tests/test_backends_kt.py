@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -12,17 +13,22 @@ import pytest
 from conftest import drive
 from optuna.trial import TrialState
 
+from search.backends import _kt_internals as kt_internals
+from search.backends import _kt_state as kt_state
 from search.backends import get_backend
 from search.backends._keras_tuner import kt_space
 from search.backends._kt_adapter import KerasTunerTrial
 from search.cli import main
 from search.config import TrialConfig
 from search.errors import UserError
+from search.kept import kept_models
 from search.objective import Objective
 from search.progress import Progress
+from search.record import TrialPlan
 from search.storage import open_storage
 from search.study import StudySpec, open_study, run_study
 from search.trials import enqueue, run_trials
+from search.weights import held_weights
 from spaces import SPACES
 
 # The oracle tests drive the study with ask/tell, which Optuna's heartbeat storage warns about.
@@ -48,24 +54,26 @@ def _run(url: str, spec: StudySpec, n_trials: int, study: str = "s") -> optuna.S
     return optuna.load_study(study_name=study, storage=url)
 
 
-def _kt_trial(folder: Path, kt_id: str) -> dict:
-    """Keras Tuner's own record of a trial, as its oracle saved it."""
-    return json.loads((folder / f"trial_{kt_id}" / "trial.json").read_text())
+def _kt_state(study: optuna.Study) -> kt_state.State:
+    """Keras Tuner's own record of the oracle and of each trial, as the study holds it."""
+    state = kt_state.load(study, legacy=Path("no-such-folder"))
+    assert state is not None, "the study holds no Keras Tuner state"
+    return state
 
 
 def _searched(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if "kt_trial_id" in t.user_attrs]
 
 
-def _assert_recorded_alike(study: optuna.Study, folder: Path) -> None:
+def _assert_recorded_alike(study: optuna.Study) -> None:
     """Each oracle trial is one complete Optuna trial with the oracle's values, curve and score."""
     complete = [t for t in _searched(study) if t.state == TrialState.COMPLETE]
     ids = [t.user_attrs["kt_trial_id"] for t in complete]
     assert len(ids) == len(set(ids)), f"a Keras Tuner trial was trained twice: {ids}"
-    oracle = json.loads((folder / "oracle.json").read_text())
+    oracle, kt_trials = _kt_state(study)
     assert sorted(oracle["end_order"]) == sorted(ids) and not oracle["ongoing_trials"]
     for trial in complete:
-        recorded = _kt_trial(folder, trial.user_attrs["kt_trial_id"])
+        recorded = kt_trials[trial.user_attrs["kt_trial_id"]]
         values = {k: v for k, v in recorded["hyperparameters"]["values"].items() if not k.startswith("tuner/")}
         assert values == trial.params and trial.distributions.keys() == trial.params.keys()
         assert recorded["status"] == "COMPLETED" and recorded["score"] == pytest.approx(trial.value)
@@ -105,7 +113,8 @@ def test_bayesian_oracle_on_a_tiny_real_run(tmp_path):
     study = _run(_url(tmp_path), _spec("kt-bayesian"), n_trials=2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert study.user_attrs["oracle_class"] == "BayesianOptimizationOracle"
-    _assert_recorded_alike(study, tmp_path / ".kt" / "s")
+    _assert_recorded_alike(study)
+    assert not (tmp_path / ".kt").exists(), "the study holds the oracle's state: no folder beside it"
 
 
 def _opened(tmp_path: Path, spec: StudySpec) -> tuple[object, optuna.Study]:
@@ -125,7 +134,7 @@ def test_bayesian_model_proposes_values_inside_the_space(tmp_path):
     initial = 3 * len(kt_space("schedule", spec.base()).space)  # Keras Tuner's random start
     assert drive(backend, study, "schedule", _closeness, limit=initial + 1) == initial + 1
     for trial in study.trials[initial:]:  # the Gaussian process's proposals, taken as they are
-        recorded = _kt_trial(tmp_path / ".kt" / "s", trial.user_attrs["kt_trial_id"])["hyperparameters"]["values"]
+        recorded = _kt_state(study)[1][trial.user_attrs["kt_trial_id"]]["hyperparameters"]["values"]
         assert recorded == trial.params
         assert all(d._contains(d.to_internal_repr(trial.params[k])) for k, d in trial.distributions.items())
 
@@ -156,7 +165,7 @@ def test_exhausted_space_ends_the_run_with_keras_tuners_reason(tmp_path, mnist, 
 
 
 def test_resume_continues_the_oracle_without_training_a_trial_twice(tmp_path):
-    url, folder, spec = _url(tmp_path), tmp_path / ".kt" / "s", _spec("kt-random")
+    url, spec = _url(tmp_path), _spec("kt-random")
     _run(url, spec, n_trials=1)
     # Three runs that died at different points, each leaving the oracle with trial 0001 open.
     for leave in ("failed (Ctrl-C mid-trial)", "running (killed mid-trial)", "queued (killed before training)"):
@@ -166,71 +175,91 @@ def test_resume_continues_the_oracle_without_training_a_trial_twice(tmp_path):
             trial = study.ask()
             if leave.startswith("failed"):
                 study.tell(trial, state=TrialState.FAIL)
-        del backend  # lets go of the folder's lock, as the end of its process would
+        del backend  # lets go of the study's lock, as the end of its process would
         gc.collect()
     study = _run(url, spec, n_trials=3)
     assert [t.user_attrs["kt_trial_id"] for t in study.trials] == ["0000", "0001", "0001", "0001", "0002"]
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
-    _assert_recorded_alike(study, folder)
-    oracle = json.loads((folder / "oracle.json").read_text())
+    _assert_recorded_alike(study)
+    oracle, _ = _kt_state(study)
     assert oracle["start_order"] == ["0000", "0001", "0002"] and not oracle["retry_queue"]
 
 
-def test_a_study_reused_with_other_settings_or_a_new_database_is_refused(tmp_path):
-    url, folder = _url(tmp_path), tmp_path / ".kt" / "s"
-    _run(url, _spec("kt-random"), n_trials=1)
-    state = (folder / "oracle.json").read_text()
+def test_a_study_reused_with_other_settings_or_by_two_processes_is_refused(tmp_path):
+    url = _url(tmp_path)
+    study = _run(url, _spec("kt-random"), n_trials=1)
+    state = _kt_state(study)
     with pytest.raises(UserError, match="space='small', not 'dropout'"):
         run_study(_spec("kt-random", space="dropout"), study="s", storage=url, n_trials=2, timeout=None)
-    assert (folder / "oracle.json").read_text() == state
-    # A new database beside the old one: the folder's search is not this study's.
-    replaced = f"sqlite:///{tmp_path / 'new.db'}"
-    with pytest.raises(UserError, match="this storage lacks"):
-        run_study(_spec("kt-random"), study="s", storage=replaced, n_trials=2, timeout=None)
+    assert _kt_state(study) == state
     with pytest.raises(UserError, match="cannot name a folder"):
         run_study(_spec("kt-random"), study="../s", storage=url, n_trials=1, timeout=None)
     with pytest.raises(UserError, match="runs in one process"):
         run_study(_spec("kt-random"), study="s", storage=url, n_trials=2, timeout=None, workers=2)
+    # A second process on the study (here a second backend in this one, which holds the lock as a process would).
+    first, _ = _opened(tmp_path, _spec("kt-random"))
+    enqueue(study, first.propose(study))
+    second, _ = _opened(tmp_path, _spec("kt-random"))
+    with pytest.raises(UserError, match="another process is running the Keras Tuner search of study 's'"):
+        second.propose(study)
+
+
+def test_a_study_whose_state_an_older_version_kept_in_a_folder_moves_it_into_the_storage(tmp_path):
+    url, spec, legacy = _url(tmp_path), _spec("kt-random"), tmp_path / ".kt" / "s"
+    study = _run(url, spec, n_trials=1)
+    kt_internals.write_folder(legacy, *_kt_state(study))  # as versions before kept it, and no state in the study
+    with sqlite3.connect(tmp_path / "studies.db") as db:
+        db.execute("DELETE FROM study_system_attributes WHERE key LIKE 'kt:%'")
+    # Beside another database, the folder's search is not that study's.
+    with pytest.raises(UserError, match="the study in this storage lacks"):
+        run_study(spec, study="s", storage=f"sqlite:///{tmp_path / 'new.db'}", n_trials=2, timeout=None)
+    study = _run(url, spec, n_trials=2)
+    assert [t.user_attrs["kt_trial_id"] for t in study.trials] == ["0000", "0001"]
+    _assert_recorded_alike(study)
 
 
 @pytest.fixture(scope="module")
-def hyperband(tmp_path_factory) -> tuple[str, optuna.Study, Path]:
+def hyperband(tmp_path_factory) -> tuple[str, optuna.Study]:
     """Baseline + Hyperband's first bracket at 3 epochs: three 1-epoch trials, then the best one promoted."""
     tmp = tmp_path_factory.mktemp("hyperband")
     url = _url(tmp)
     study = _run(url, _spec("kt-hyperband", epochs=3, subset=1000, baseline=True), n_trials=5, study="hb")
-    return url, study, tmp / ".kt" / "hb"
+    return url, study
 
 
 def test_hyperband_trains_each_trial_for_its_brackets_epochs(hyperband):
-    _, study, folder = hyperband
+    _, study = hyperband
     assert study.user_attrs["oracle_class"] == "HyperbandOracle"
     baseline, *searched = study.trials
     assert "kt_trial_id" not in baseline.user_attrs and baseline.user_attrs["epochs_run"] == 3
     assert [t.user_attrs["epochs"] for t in searched] == [1, 1, 1, 3]
     assert [sorted(t.intermediate_values) for t in searched] == [[1], [1], [1], [2, 3]]
-    _assert_recorded_alike(study, folder)
+    _assert_recorded_alike(study)
 
 
 def test_hyperband_promoted_trial_continues_from_its_parents_weights(hyperband):
-    _, study, _ = hyperband
+    _, study = hyperband
     *first_round, promoted = _searched(study)
     parent = next(t for t in first_round if t.user_attrs["kt_trial_id"] == promoted.user_attrs["kt_parent_id"])
     assert parent.value == max(t.value for t in first_round)  # Hyperband promotes the round's best
-    assert promoted.params == parent.params and promoted.user_attrs["initial_epoch"] == 1
-    assert promoted.user_attrs["initial_weights"] == parent.user_attrs["save_weights"]
+    plan = TrialPlan.from_attrs(promoted.user_attrs)
+    assert promoted.params == parent.params and (plan.continues, plan.initial_epoch) == (parent.number, 1)
+    assert plan.initial_weights is not None, "the parent's weights were not found"
     # A fresh model's first epoch is the parent's own first epoch; a continued one starts where it ended.
     parent_loss, child_loss = parent.user_attrs["history"]["loss"][-1], promoted.user_attrs["history"]["loss"][0]
     assert child_loss < 0.8 * parent_loss, (parent_loss, child_loss)
 
 
 def test_hyperband_keeps_no_weights_once_its_bracket_is_done(hyperband):
-    _, _, folder = hyperband
-    assert list(folder.glob("trial_*/*.weights.h5")) == []
+    url, study = hyperband
+    assert held_weights(study) == []
+    # The weights went to the study's model store (beside studies.db): only the kept models' files are left.
+    store = Path(url.removeprefix("sqlite:///")).with_suffix(".artifacts") / "hb"
+    assert {path.name for path in store.iterdir()} == {model.artifact_id for model in kept_models(study)}
 
 
 def test_rank_lists_keras_tuner_trials_beside_an_optuna_study(hyperband, capsys):
-    url, study, _ = hyperband
+    url, study = hyperband
     _run(url, _spec("random"), n_trials=1, study="optuna")
     assert main(["rank", "--storage", url, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)

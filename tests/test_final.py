@@ -17,7 +17,8 @@ from search.config import TrialConfig
 from search.configfile import ConfigFile, read_yaml
 from search.data import Dataset
 from search.errors import UserError
-from search.final import evaluate_saved, output_paths, report_lines, retrain
+from search.final import evaluate_saved, retrain
+from search.scores import output_paths, report_lines
 from search.train import TrialResult, train
 
 # Batch norm, dropout and augmentation: the saved model must come back (in safe mode) in inference

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from search.backends import _kt_internals as kt_internals
 from search.backends._keras_tuner import _keras_tuner
 
@@ -39,3 +41,19 @@ def test_hyperband_brackets_and_round_sizes_read_as_used(tmp_path):
     sizes = [kt_internals.round_size(oracle, bracket["bracket_num"], r) for r in range(len(bracket["rounds"]))]
     assert all(isinstance(size, int) and size >= 1 for size in sizes)
     assert sizes == sorted(sizes, reverse=True)  # each round keeps the best of the one before
+
+
+def test_a_state_laid_out_in_a_folder_reloads_as_the_oracle_saved_it(tmp_path):
+    _, oracle = _hyperband(tmp_path)
+    trial = oracle.create_trial("tuner0")  # the oracle saves its files as it goes
+    saved = kt_internals.read_folder(tmp_path / "kt" / "s")
+    oracle_state, trials = saved
+    assert trials == {trial.trial_id: json.loads(json.dumps(trial.get_state()))}
+    assert oracle_state["start_order"] == [trial.trial_id]
+    assert oracle_state["ongoing_trials"] == {"tuner0": trial.trial_id}
+    kt_internals.write_folder(tmp_path / "elsewhere" / "s", *saved)
+    _, reloaded = _hyperband(tmp_path)
+    kt_internals.place(reloaded, tmp_path / "elsewhere" / "s")
+    reloaded.reload()
+    assert list(reloaded.trials) == [trial.trial_id] and kt_internals.retry_queue(reloaded) == [trial.trial_id]
+    assert kt_internals.read_folder(tmp_path / "nothing") is None

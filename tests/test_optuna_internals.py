@@ -72,6 +72,13 @@ def test_the_engine_is_the_storage_one(tmp_path):
         assert connection.exec_driver_sql("SELECT count(*) FROM trials").scalar() == 5
 
 
+def test_a_study_s_system_attrs_hold_state_as_json(tmp_path):
+    study = _study(tmp_path)
+    optuna_internals.set_study_system_attr(study, "kt:oracle", {"end_order": ["0000"], "score": 0.5})
+    again = optuna.load_study(study_name="i", storage=f"sqlite:///{tmp_path / 'i.db'}")
+    assert optuna_internals.study_system_attrs(again)["kt:oracle"] == {"end_order": ["0000"], "score": 0.5}
+
+
 def test_a_stored_trial_takes_an_attr_through_its_live_handle(tmp_path):
     study = _study(tmp_path)
     running = study.get_trials(deepcopy=False)[-1]

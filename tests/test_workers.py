@@ -17,50 +17,28 @@ import optuna
 from conftest import LIMIT, REPO, TINY_RUN, assert_no_number_twice, start_search, stop, trials_of, wait_for
 from optuna.trial import FrozenTrial, TrialState
 
+from search.record import TrialPlan, TrialRecord
 from search.storage import GRACE_HEARTBEATS, open_storage
 from search.workers import _verdict, worker_command
 
 HEARTBEAT = 2  # seconds; a killed worker's trial is retried after GRACE_HEARTBEATS of them
 
 
-def test_workers_share_one_study(postgres_server) -> None:
-    """`search run --workers 2` finishes exactly 4 trials, each number once, trained by both workers.
-
-    On PostgreSQL, the storage meant for many workers. SQLite's share of one study between real
-    workers is the killed-worker test's below, and 8 workers at once are test_storage_load's, on both.
-    """
-    url, workers, n_trials = postgres_server(), 2, 4
-    args = ["--epochs", "1", "--trials", str(n_trials), "--workers", str(workers), "--study", "many"]
-    parent = start_search("run", *TINY_RUN, *args, "--storage", url)
-    try:
-        output, _ = parent.communicate(timeout=LIMIT)
-    finally:
-        stop(parent)
-    assert parent.returncode == 0, output
-    assert "database is locked" not in output
-    trials = trials_of(url, "many")
-    assert_no_number_twice(trials)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == n_trials, output
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    assert sum(t.user_attrs.get("baseline", False) for t in finished) == 1, "the queued baseline ran once"
-    assert len({t.user_attrs["worker"] for t in finished}) >= 2, "the trials were not shared between workers"
-    assert all(f"[worker {k}] study 'many'" in output for k in range(1, workers + 1)), output
-
-
 def test_a_killed_worker_s_trial_is_retried(storage_url: str) -> None:
-    """SIGKILL one of two workers mid-trial: its trial is failed, retried with the same params and finished.
+    """Two workers share one study; SIGKILL one mid-trial: its trial is failed, retried with the same params, finished.
 
-    One trial is asked for, so the other worker waits instead of training: the seconds from the
-    kill to the retry's start (printed) are the grace period plus the waiting worker's polling.
+    Two trials are asked for: each worker takes one (the queued baseline is one of them, run once),
+    and the survivor, its own done, retries the victim's. The seconds from the kill to the retry's
+    start (printed) are the grace period plus the survivor's training and polling. 8 workers at
+    once are test_storage_load's.
     """
-    url, n_trials = storage_url, 1
+    url, n_trials = storage_url, 2
     args = ["--epochs", "3", "--pruner", "none", "--trials", str(n_trials), "--workers", "2"]
     storage = open_storage(url)  # its tables first: two processes creating them at once can collide
     parent = start_search("run", *TINY_RUN, *args, "--heartbeat", str(HEARTBEAT), "--study", "kill", "--storage", url)
     try:
         victim = _running_trial(storage, "kill", parent)
-        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        os.kill(int(TrialRecord.from_attrs(victim.user_attrs).worker.rsplit(":", 1)[1]), signal.SIGKILL)
         killed_at = time.time()
         output, _ = parent.communicate(timeout=LIMIT)
     finally:
@@ -80,6 +58,11 @@ def test_a_killed_worker_s_trial_is_retried(storage_url: str) -> None:
     assert retry.state == TrialState.COMPLETE
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == n_trials, output
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sum(TrialPlan.from_attrs(t.user_attrs).baseline for t in finished) == 1, "the queued baseline ran once"
+    workers = {TrialRecord.from_attrs(t.user_attrs).worker for t in trials}
+    assert len(workers) == 2, f"the trials were not shared between the workers: {workers}"
+    assert all(f"[worker {k}] study 'kill'" in output for k in (1, 2)), output
     delay = retry.datetime_start.timestamp() - killed_at
     # The killed worker's last heartbeat was at most one interval before the kill; the database
     # clock (SQLite) counts whole seconds.

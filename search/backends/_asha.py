@@ -22,31 +22,30 @@ times the epochs to the cap), and the finish still fits, that trial is continued
 the cap from its weights, and the study ends with its best config trained in full. If the best
 cannot make it, the next best that can goes in its own time. When no leader can reach the cap any
 more (in a 10-minute search, 1024-wide networks paused at rung 9), the best trains on instead,
-once `FINISH_SHARE` of the run's budget is left, as far as the time left allows, and completes
-there: its rate anneals over that stretch, so the search ends with an annealed network, not a
-paused one at a high rate. Without that partial finish, a short search with costly leaders ended
-with all of them paused at epochs 9-14 (BENCHMARKS.md, "tpe + asha against random + asha on an
-AVX-512 host").
+once `FINISH_SHARE` of the run's budget is left (or would be, after the promotion due next), as
+far as the time left allows, and completes there: its rate anneals over that stretch, so the
+search ends with an annealed network, not a paused one at a high rate. Without that partial
+finish, a short search with costly leaders ended with all of them paused at epochs 9-14
+(BENCHMARKS.md, "tpe + asha against random + asha on an AVX-512 host").
 
-Rungs are 1, 3, 9, 27, 81 epochs and then the study's epochs (100 by default). Weights live in
-`.paused/<study>/` beside a SQLite file. A promotion whose weights are not on this machine (a
-worker elsewhere paused it, or they were swept) trains from scratch to the next rung: slower,
-same result.
+Rungs are 1, 3, 9, 27, 81 epochs and then the study's epochs (100 by default). A paused trial's
+weights are an artifact of it in the study's model store (search/weights.py), so a worker on any
+machine that reaches the store continues from them. A promotion whose weights are gone (swept, or
+kept beside a storage on another machine) trains from scratch to the next rung: slower, same result.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import replace
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.backends._base import Backend, Proposal
 from search.record import FailReason, TrialPlan, TrialRecord
-from search.storage import study_folder
+from search.weights import ContinuationWeights
 
-PAUSED_FOLDER = ".paused"
 # Finish the leader once the time left is at most this many times its training to the cap: the
 # check comes between trials, so the window must be wider than a trial for the loop not to miss it.
 FINISH_MARGIN = 1.5
@@ -68,38 +67,31 @@ def rungs(first: int, epochs: int, eta: int) -> list[int]:
     return [*found, epochs]
 
 
-def paused_folder(storage: str, study: str) -> Path:
-    return study_folder(storage, study, PAUSED_FOLDER)
-
-
-def weights_path(folder: Path, number: int) -> Path:
-    return folder / f"trial_{number}.weights.h5"
-
-
 class PausingBackend(Backend):
     """An Optuna sampler whose trials pause at rungs and are promoted from their weights (module docstring)."""
 
-    def __init__(self, *, rungs: list[int], eta: int, direction: str, folder: Path, **backend) -> None:
+    def __init__(self, *, rungs: list[int], eta: int, direction: str, weights: ContinuationWeights, **backend) -> None:
         super().__init__(pruner=optuna.pruners.NopPruner(), **backend)
-        self.rungs, self.eta, self.folder = rungs, eta, folder
+        self.rungs, self.eta, self.weights = rungs, eta, weights
         self.sign = 1.0 if direction == "maximize" else -1.0
 
     def describe(self) -> dict:
-        return {**super().describe(), "pruner_class": "asha", "rungs": self.rungs, "paused_folder": str(self.folder)}
+        return {**super().describe(), "pruner_class": "asha", "rungs": self.rungs}
 
     def propose(self, study: optuna.Study, seconds_left: float = math.inf, budget: float = math.inf) -> Proposal | None:
         """The leader's finish or the best promotion, if one is due; else None: the sampler draws a new trial."""
         trials = study.get_trials(deepcopy=False)
-        if (finish := leader_to_finish(trials, self.rungs[-1], self.sign, seconds_left, budget)) is not None:
+        due = promotion(trials, self.rungs, self.eta, self.sign)
+        next_rung = self.rungs[self.rungs.index(paused_at(due)) + 1] if due is not None else 0
+        then = _seconds_to(due, next_rung) if due is not None else 0.0
+        if (finish := leader_to_finish(trials, self.rungs[-1], self.sign, seconds_left, budget, then)) is not None:
             source, epochs = finish
             return _continuation(source, epochs, final=True)
-        if (source := promotion(trials, self.rungs, self.eta, self.sign)) is not None:
-            start = TrialPlan.from_attrs(source.user_attrs).epochs
-            return _continuation(source, self.rungs[self.rungs.index(start) + 1])
-        return None
+        return _continuation(due, next_rung) if due is not None else None
 
     def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
-        """Give a new trial the first rung, and every trial below the last rung a place for its weights.
+        """Give a new trial the first rung, a continuation its source's weights, and every trial below the
+        last rung a place for its own.
 
         A trial that continues one another trial already continues is refused (two workers promoted it at once).
         """
@@ -112,14 +104,15 @@ class PausingBackend(Backend):
             return f"another worker already continues trial {plan.continues}"
         epochs = plan.epochs or self.rungs[0]
         if epochs < self.rungs[-1] and not plan.final:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            pause = TrialPlan(epochs=epochs, pause=True, save_weights=str(weights_path(self.folder, trial.number)))
-            for key, value in pause.to_attrs().items():
-                trial.set_user_attr(key, value)
+            plan = replace(plan, epochs=epochs, pause=True, keep_weights=True)
+        self.weights.start(study, trial, plan)
         return None
 
+    def trial_ending(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        self.weights.keep(study, trial)
+
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Delete the weights no promotion will read: those of ended trials continued already, or far from promotion.
+        """Forget the weights no promotion will read: those of ended trials continued already, or far from promotion.
 
         Weights a continuation waiting or running may still read stay (a killed one is retried from them).
         """
@@ -131,30 +124,15 @@ class PausingBackend(Backend):
                 needed.discard(source)
             else:
                 needed.add(source)
-        for path in self.folder.glob("trial_*.weights.h5"):
-            number = int(path.name.removeprefix("trial_").split(".")[0])
-            ended = number in by_number and by_number[number].state.is_finished()
-            if ended and number not in needed:  # a running trial's file may be new: its own to keep
-                path.unlink(missing_ok=True)
+        self.weights.forget(study, needed)
 
 
 def _continuation(source: FrozenTrial, epochs: int, final: bool = False) -> Proposal:
-    """A trial with `source`'s params that trains on from its weights (if here) to `epochs`.
+    """A trial with `source`'s params that trains on from its weights (when it starts) to `epochs`.
 
     `final`: the last stretch's finish, which completes at `epochs` even below the cap.
     """
-    plan = TrialPlan.from_attrs(source.user_attrs)
-    weights = plan.save_weights if plan.save_weights and Path(plan.save_weights).exists() else None
-    return Proposal(
-        source.params,
-        TrialPlan(
-            epochs=epochs,
-            initial_epoch=plan.epochs if weights else 0,
-            initial_weights=weights,
-            continues=source.number,
-            final=final,
-        ),
-    )
+    return Proposal(source.params, TrialPlan(epochs=epochs, continues=source.number, final=final))
 
 
 def promotion(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float) -> FrozenTrial | None:
@@ -169,7 +147,12 @@ def promotion(trials: list[FrozenTrial], rungs: list[int], eta: int, sign: float
 
 
 def leader_to_finish(
-    trials: list[FrozenTrial], epochs: int, sign: float, seconds_left: float, budget: float = math.inf
+    trials: list[FrozenTrial],
+    epochs: int,
+    sign: float,
+    seconds_left: float,
+    budget: float = math.inf,
+    then: float = 0.0,
 ) -> tuple[FrozenTrial, int] | None:
     """The paused trial to train on now and the epoch it trains to, so that it completes within `seconds_left`; or None.
 
@@ -178,7 +161,10 @@ def leader_to_finish(
     needs) still fits in the time left, once the time left is at most FINISH_MARGIN times that
     finish; until then, none: the best waits for its time rather than a lesser one going first. If
     no leader's finish fits any more, the best trains as far as FINISH_FILL of the time left allows,
-    once no more than FINISH_SHARE of the run's `budget` is left.
+    once no more than FINISH_SHARE of the run's `budget` is left, or would be after the trial due
+    next (a promotion that takes `then` seconds): the finish does not wait behind it. (A 4 x 1024
+    promotion of 138 s that started 2 s short of the share ran past an 8-minute run's end, and the
+    run ended with no trial complete.)
     """
     if math.isinf(seconds_left):
         return None
@@ -191,11 +177,17 @@ def leader_to_finish(
             return None
         if needed <= seconds_left:
             return leader, epochs
-    if not costed or math.isinf(budget) or seconds_left > FINISH_SHARE * budget:
+    if not costed or math.isinf(budget) or seconds_left - then > FINISH_SHARE * budget:
         return None
     best, cost = costed[0]
     epochs_that_fit = int(FINISH_FILL * seconds_left / cost)
     return (best, paused_at(best) + epochs_that_fit) if epochs_that_fit > 0 else None
+
+
+def _seconds_to(trial: FrozenTrial, epoch: int) -> float:
+    """What training paused trial `trial` on to `epoch` would take, at its recorded seconds per epoch (0 if unknown)."""
+    cost = TrialRecord.from_attrs(trial.user_attrs).seconds_per_epoch or 0.0
+    return cost * (epoch - (paused_at(trial) or 0))
 
 
 def leaders(trials: list[FrozenTrial], sign: float) -> list[FrozenTrial]:

@@ -39,7 +39,9 @@ class Backend:
     in the study; with None, and the study's sampler draws the trial; or with `Stop`.
     Once it has asked for the trial, before the trial runs, the driver calls `start_trial(study,
     trial)`, where a backend may set the trial's plan (or refuse the trial, saying why: it is then
-    failed as surplus). After each trial the driver calls `trial_finished(study, trial)` with the
+    failed as surplus). When the trial's process has ended, before the trial is told, the driver
+    calls `trial_ending(study, trial)` (where a backend keeps what the trial left for others:
+    search/weights.py). After each trial the driver calls `trial_finished(study, trial)` with the
     recorded trial. The plan is `search.record.TrialPlan`, in user attrs.
     Each trial is asked for with the sampler `make_sampler(count)` makes for a study holding
     `count` trials (seeded from the backend's seed and `count`, so every trial draws afresh, in
@@ -59,6 +61,9 @@ class Backend:
         return None
 
     def start_trial(self, study: optuna.Study, trial: optuna.Trial) -> str | None:
+        return None
+
+    def trial_ending(self, study: optuna.Study, trial: optuna.Trial) -> None:
         return None
 
     def trial_finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -1,56 +1,32 @@
-"""Hyperband's epochs and weights: how far a trial trains, which weights it starts from, which weights may go.
+"""Hyperband's epochs and weights: how far a trial trains, which trial it continues, whose weights may go.
 
 Duck-typed over Keras Tuner's `HyperbandOracle` (its `max_epochs`, `end_order` and bracket
-bookkeeping), which `search.backends._keras_tuner` builds.
+bookkeeping), which `search.backends._keras_tuner` builds. The weights themselves are kept and
+read by search/weights.py, as asha's are.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from search.backends import _kt_internals as kt_internals
-from search.errors import UserError
 from search.record import TrialPlan
 
-WEIGHTS_FILE = "checkpoint.weights.h5"
 
-
-def weights_path(folder: Path, kt_trial_id: str) -> Path:
-    """Where trial `kt_trial_id` keeps its best epoch's weights (Keras Tuner's own trial folder)."""
-    return folder / f"trial_{kt_trial_id}" / WEIGHTS_FILE
-
-
-def hyperband_plan(oracle: Any, plan: TrialPlan, values: dict[str, Any], folder: Path) -> TrialPlan:
+def hyperband_plan(oracle: Any, plan: TrialPlan, values: dict[str, Any], numbers: dict[str, int]) -> TrialPlan:
     """`plan` made to train a Hyperband trial as its bracket says: up to `tuner/epochs` and, for a
-    promoted trial, from the weights of the trial it was promoted from (`tuner/trial_id`)."""
-    kt_trial_id = plan.kt_trial_id
-    plan = replace(plan, epochs=values["tuner/epochs"], initial_epoch=values["tuner/initial_epoch"])
+    promoted trial, on from the trial it was promoted from (`tuner/trial_id`; `numbers` maps Keras
+    Tuner's trial ids to the study's trial numbers)."""
+    plan = replace(plan, epochs=values["tuner/epochs"])
     parent = values.get("tuner/trial_id")
     if parent is not None:
-        path = weights_path(folder, parent)
-        if not path.exists():
-            raise UserError(
-                f"Hyperband trial {kt_trial_id} continues trial {parent}, whose weights {path} are gone; "
-                "restore them or pick another --study"
-            )
-        plan = replace(plan, kt_parent_id=parent, initial_weights=str(path))
+        plan = replace(plan, kt_parent_id=parent, continues=numbers.get(parent))
     # A trial in its bracket's last round trains the full epochs and is never promoted: no weights to keep.
-    if values["tuner/epochs"] < oracle.max_epochs:
-        plan = replace(plan, save_weights=str(weights_path(folder, kt_trial_id)))
-    return plan
+    return replace(plan, keep_weights=values["tuner/epochs"] < oracle.max_epochs)
 
 
-def sweep_weights(oracle: Any, folder: Path) -> None:
-    """Deletes the weights that no trial can start from any more."""
-    needed = _needed(oracle)
-    for path in folder.glob(f"trial_*/{WEIGHTS_FILE}"):
-        if path.parent.name.removeprefix("trial_") not in needed:
-            path.unlink()
-
-
-def _needed(oracle: Any) -> set[str]:
+def needed_weights(oracle: Any) -> set[str]:
     """The trials whose weights a promotion may still read.
 
     Hyperband promotes a completed trial only from round r into round r+1 of its own bracket, and

@@ -8,12 +8,13 @@ from collections.abc import Callable
 import numpy as np
 import optuna
 
-from search.backends._asha import PausingBackend, paused_folder, rungs
+from search.backends._asha import PausingBackend, rungs
 from search.backends._base import Backend, BackendFactory
 from search.backends._cost_aware import CostAwareTPESampler
 from search.backends._size_aware import SizeAwarePruner
 from search.errors import UserError
 from search.spec import StudySpec
+from search.weights import ContinuationWeights
 
 # The first rung: a trial is first judged after this many epochs. One epoch ranked the trials
 # of a product run as epoch 3 did with Spearman 0.96 (23 trials), and costs a third: in a
@@ -80,7 +81,7 @@ def _sampler_backend(make: Callable[[int], optuna.samplers.BaseSampler]) -> Back
                 rungs=rungs(MIN_EPOCHS, epochs, ETA),
                 eta=ETA,
                 direction=spec.direction if spec else "maximize",
-                folder=paused_folder(storage, study),
+                weights=ContinuationWeights(storage, study),
             )
         return Backend(
             pruner=_pruner(pruner, epochs),

@@ -44,7 +44,8 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from search.final import evaluate_stored, report_lines, retrain
+    from search.final import evaluate_stored, retrain
+    from search.scores import report_lines
 
     if args.from_stored:
         changed = [
