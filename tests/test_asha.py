@@ -155,7 +155,7 @@ def test_the_budget_s_last_stretch_finishes_the_best_paused_trial() -> None:
 
 def test_when_no_leader_can_reach_the_cap_the_best_trains_as_far_as_the_last_share_of_the_budget_allows() -> None:
     trials = [_paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95)]  # the leader: 180 s to the cap of 27
-    budget = 400.0
+    budget = 100.0 / FINISH_SHARE  # its share: 100 s
     share = FINISH_SHARE * budget  # 100 s: too little for the cap, for the leader and for the next (240 s)
     assert leader_to_finish(trials, 27, 1.0, share + 1, budget) is None, "not yet: the search goes on"
     assert leader_to_finish(trials, 27, 1.0, share, budget)[1] == 9 + int(FINISH_FILL * share / 10.0)
@@ -183,14 +183,15 @@ def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path
 
 def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
     study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95))
-    enqueue(study, backend.propose(study, seconds_left=100.0, budget=400.0))  # 180 s to the cap do not fit
+    # The leader needs 180 s to the cap, which do not fit; 100 s are its share of the budget.
+    enqueue(study, backend.propose(study, seconds_left=100.0, budget=100.0 / FINISH_SHARE))
     plan = _started(study, backend)
     assert (plan.continues, plan.epochs, plan.final, plan.pause) == (2, 9 + int(FINISH_FILL * 100 / 10.0), True, False)
 
 
 def test_a_promotion_that_would_run_into_the_last_share_gives_way_to_the_partial_finish(tmp_path: Path) -> None:
     study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 3, 0.7))
-    budget = 400.0
+    budget = 100.0 / FINISH_SHARE  # its share: 100 s
     proposal = backend.propose(study, seconds_left=FINISH_SHARE * budget + 70, budget=budget)
     assert (proposal.plan.epochs, proposal.plan.final) == (9, False), "the promotion (60 s) ends before the share"
     proposal = backend.propose(study, seconds_left=FINISH_SHARE * budget + 10, budget=budget)

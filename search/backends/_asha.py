@@ -50,7 +50,10 @@ from search.weights import ContinuationWeights
 # check comes between trials, so the window must be wider than a trial for the loop not to miss it.
 FINISH_MARGIN = 1.5
 # The share of a run's budget left when a leader that cannot reach the cap trains as far as it can.
-FINISH_SHARE = 0.25
+# Half, not a quarter: in 8-minute runs on 2 cores a quarter gave the leader 2-8 more epochs, half
+# gave it 12-46, and raised the best of every run of tpe and random search (BENCHMARKS.md, "The
+# partial finish on half the budget").
+FINISH_SHARE = 0.5
 # Of the time left, what that partial finish plans to train for. The rest covers its start (fork, model,
 # compilation), which its source's seconds per epoch do not show, and a finish that starts late: at
 # 0.9 a 9-minute benchmark run's finish was still training when the run's time was up.
