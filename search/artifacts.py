@@ -11,8 +11,9 @@ dashboard find them with nothing but the storage.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -23,7 +24,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
 from search.errors import UserError
-from search.optuna_internals import trial_artifacts
+from search.optuna_internals import TrialArtifact, forget_trial_artifact, trial_artifacts
 from search.storage import folder_name, sqlite_path
 
 KEEP_MODELS = 3  # a study keeps the models of its best 3 complete trials unless --keep-models says otherwise
@@ -182,6 +183,21 @@ class EveryStudysStore:
             except ArtifactNotFound:
                 continue
         raise ArtifactNotFound(f"no study's store holds artifact {artifact_id}")
+
+
+def forget_artifacts(study: optuna.Study, artifacts: Iterable[TrialArtifact], open_store: Callable[[], Any]) -> None:
+    """Forget trials' artifacts: each one's record first, then its file (the store opened on first need).
+
+    A crash between the two leaves a file no trial records, which `search clean-artifacts` removes;
+    never a record without its file. A file another worker removed first, or one left behind,
+    costs disk, not the search.
+    """
+    store = None
+    for artifact in artifacts:
+        forget_trial_artifact(study, artifact.number, artifact.artifact_id)
+        with contextlib.suppress(Exception):
+            store = store or open_store()
+            store.remove(artifact.artifact_id)
 
 
 def clean_artifacts(url: str, storage: optuna.storages.BaseStorage, root: str | None) -> list[str]:

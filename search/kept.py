@@ -26,10 +26,10 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from search.artifacts import Keeping, ModelStore
+from search.artifacts import Keeping, ModelStore, forget_artifacts
 from search.errors import UserError
 from search.forked import scratch_folder
-from search.optuna_internals import TrialArtifact, complete_values, forget_trial_artifact, trial_artifacts
+from search.optuna_internals import TrialArtifact, complete_values, trial_artifacts
 from search.record import TrialRecord
 
 MODEL_SUFFIX = ".keras"  # a trial's artifact with this ending is its model (others may hold other files)
@@ -77,25 +77,17 @@ class KeptModels:
             path.unlink(missing_ok=True)
 
     def prune(self, study: optuna.Study) -> None:
-        """Forget the models of finished trials outside the best `keep`: the record first, then the file.
-
-        A crash between the two leaves a file no trial records, which `search clean-artifacts`
-        removes; never a record without its file.
-        """
+        """Forget the models of finished trials outside the best `keep`: the record first, then the file."""
         models = kept_models(study)
         if not models:
             return
         best = best_numbers(study, self.keep)
-        store = None
-        for model in models:
-            if not model.state.is_finished() or (model.state == TrialState.COMPLETE and model.number in best):
-                continue
-            forget_trial_artifact(study, model.number, model.artifact_id)
-            # Another worker may have removed it first; and a file left behind costs disk, not the search
-            # (`search clean-artifacts` takes it).
-            with contextlib.suppress(Exception):
-                store = store or self.store.open()
-                store.remove(model.artifact_id)
+        outside = [
+            model
+            for model in models
+            if model.state.is_finished() and not (model.state == TrialState.COMPLETE and model.number in best)
+        ]
+        forget_artifacts(study, outside, self.store.open)
 
 
 def best_numbers(study: optuna.Study, keep: int, ending: tuple[int, float | None] | None = None) -> set[int]:

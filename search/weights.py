@@ -26,9 +26,9 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from search.artifacts import recorded_store
+from search.artifacts import forget_artifacts, recorded_store
 from search.forked import scratch_folder
-from search.optuna_internals import TrialArtifact, forget_trial_artifact, stored_trial, trial_artifacts
+from search.optuna_internals import TrialArtifact, stored_trial, trial_artifacts
 from search.record import TrialPlan, TrialRecord
 from search.storage import study_folder
 
@@ -85,14 +85,8 @@ class ContinuationWeights:
 
     def forget(self, study: optuna.Study, needed: set[int]) -> None:
         """Forget the weights of the finished trials not in `needed` (running trials' are left alone)."""
-        store = None
-        for held in held_weights(study):
-            if held.number in needed or not held.state.is_finished():
-                continue
-            forget_trial_artifact(study, held.number, held.artifact_id)
-            with contextlib.suppress(Exception):  # another worker may have removed it first
-                store = store or self._store(study)
-                store.remove(held.artifact_id)
+        unneeded = [held for held in held_weights(study) if held.number not in needed and held.state.is_finished()]
+        forget_artifacts(study, unneeded, lambda: self._store(study))
 
     def _fetch(self, study: optuna.Study, source: optuna.trial.FrozenTrial) -> Path | None:
         """A scratch copy of trial `source`'s weights, or None where none are found."""
