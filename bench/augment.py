@@ -137,7 +137,7 @@ def run_arm(data: Dataset, url: str, name: str, args: argparse.Namespace, augmen
     )
     search = open_search(spec, url, name, seed=spec.seed)
     study, backend = search.study, search.backend
-    objective = Objective(spec, data, args.trials, Progress(args.trials, spec.objective))
+    objective = Objective(spec, data, Progress(args.trials, spec.objective))
     if not augment:
         # An instance attribute of this bench's objective only: no space is registered for it.
         objective.space = without_augmentation

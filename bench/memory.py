@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import resource
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -24,7 +23,6 @@ from search.data import load_mnist
 from search.objective import Objective
 from search.progress import Progress
 from search.study import StudySpec, open_search
-from search.train import release_memory
 from search.trials import run_trials
 
 TARGET_MB = 100
@@ -41,21 +39,24 @@ def largest_child_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+class _InProcess(Objective):
+    """The same trials, each trained in this process (then Keras's `clear_session`), as before forking."""
+
+    def can_fork(self) -> bool:
+        return False
+
+
 def measure(space: str, n_trials: int, subset: int, epochs: int, forked: bool) -> dict[str, list[float]]:
     """MB after each of `n_trials` trials: the driver's RSS, and (forked) the largest trial process so far."""
     spec = StudySpec(space=space, backend="random", pruner="none", epochs=epochs, subset=subset, baseline=False)
     with tempfile.TemporaryDirectory() as folder:
         search = open_search(spec, f"sqlite:///{folder}/memory.db", "memory", seed=0)
         study, backend = search.study, search.backend
-        objective = Objective(spec, load_mnist(), n_trials, Progress(n_trials, spec.objective))
-        one_more: Callable[[int], None] = (
-            (lambda k: run_trials(study, backend, objective, k))
-            if forked
-            else (lambda k: (study.optimize(objective, n_trials=1), release_memory()))
-        )
+        runner = Objective if forked else _InProcess
+        objective = runner(spec, load_mnist(), Progress(n_trials, spec.objective))
         readings: dict[str, list[float]] = {"driver": [], "trial process": []}
         for k in range(1, n_trials + 1):
-            one_more(k)
+            run_trials(study, backend, objective, k)
             readings["driver"].append(rss_mb())
             if forked:
                 readings["trial process"].append(largest_child_mb())

@@ -185,6 +185,16 @@ class EveryStudysStore:
         raise ArtifactNotFound(f"no study's store holds artifact {artifact_id}")
 
 
+def copy_artifact(store: Any, artifact_id: str, path: Path) -> None:
+    """Copy artifact `artifact_id` out of `store` (an open one) to `path`; where that fails, no partial file stays."""
+    try:
+        with store.open_reader(artifact_id) as reader, path.open("wb") as out:
+            shutil.copyfileobj(reader, out)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def forget_artifacts(study: optuna.Study, artifacts: Iterable[TrialArtifact], open_store: Callable[[], Any]) -> None:
     """Forget trials' artifacts: each one's record first, then its file (the store opened on first need).
 

@@ -46,52 +46,67 @@ class ChildDied(Exception):
 class Forked(Generic[T]):
     """`task()` running in a forked child; `result()` waits for its return value or its exception.
 
-    The child runs in a process group of its own, so a Ctrl-C in the terminal reaches it once,
-    forwarded from here, and not twice; it dies with this process if this one is killed.
+    With `serve`, the child runs `task(ask)` and may call `ask(request)` on the way: the request
+    comes here, where `serve(request)` answers it while `result()` waits (so the trial loop records
+    and judges each epoch of a trial whose process never touches the study). The child runs in a
+    process group of its own, so a Ctrl-C in the terminal reaches it once, forwarded from here,
+    and not twice; it dies with this process if this one is killed.
     """
 
-    def __init__(self, task: Callable[[], T]) -> None:
-        reader, writer = _FORK.Pipe(duplex=False)
-        # Not a daemon: at exit, multiprocessing waits for a child still recording its trial
-        # instead of killing it.
-        self.process = _FORK.Process(target=_child, args=(task, writer, os.getpid()))
+    def __init__(self, task: Callable[..., T], serve: Callable[[Any], Any] | None = None) -> None:
+        here, there = _FORK.Pipe()
+        # Not a daemon: at exit, multiprocessing waits for a child still ending its trial instead of killing it.
+        self.process = _FORK.Process(target=_child, args=(task, serve is not None, there, os.getpid()))
         self.process.start()
-        writer.close()
-        self.reader = reader
+        there.close()
+        self.channel, self.serve = here, serve
 
     def result(self) -> T:
         """The task's return value; its exception is raised here (KeyboardInterrupt included)."""
         try:
-            ok, value = self.reader.recv()
+            while True:
+                kind, value = self.channel.recv()
+                if kind == _ASK:
+                    self.channel.send(self.serve(value))
+                    continue
+                break
         except EOFError:
             self.process.join()
             code = self.process.exitcode
             how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
             raise ChildDied(f"its process {how}") from None
-        except KeyboardInterrupt:
-            # Ctrl-C or SIGTERM here: the child stops too, records what it was doing, and ends.
+        except BaseException:
+            # Ctrl-C or SIGTERM here, or `serve` failed: the child stops too, and ends.
             if self.process.is_alive():
                 os.kill(self.process.pid, signal.SIGINT)
             self.process.join()
             raise
         finally:
-            self.reader.close()
+            self.channel.close()
         self.process.join()
-        if ok:
+        if kind == _RETURNED:
             return value
         raise value
 
 
-def _child(task: Callable[[], Any], answer: Connection, parent: int) -> None:
+_ASK, _RETURNED, _RAISED = "ask", "returned", "raised"
+
+
+def _child(task: Callable[..., Any], asks: bool, channel: Connection, parent: int) -> None:
     os.setpgid(0, 0)
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+
+    def ask(request: Any) -> Any:
+        channel.send((_ASK, request))
+        return channel.recv()
+
     try:
-        answer.send((True, task()))
+        channel.send((_RETURNED, task(ask) if asks else task()))
     except BaseException as error:  # every exception goes back to the parent, which raises it
         try:
-            answer.send((False, error))
+            channel.send((_RAISED, error))
         except Exception:  # an exception that cannot be pickled still tells what happened
-            answer.send((False, RuntimeError(f"{type(error).__name__}: {error}")))
+            channel.send((_RAISED, RuntimeError(f"{type(error).__name__}: {error}")))

@@ -17,7 +17,6 @@ judges is among those values; running trials it leaves alone.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from pathlib import Path
 
 import optuna
@@ -26,7 +25,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from search.artifacts import Keeping, ModelStore, forget_artifacts
+from search.artifacts import Keeping, ModelStore, copy_artifact, forget_artifacts
 from search.errors import UserError
 from search.forked import scratch_folder
 from search.optuna_internals import TrialArtifact, complete_values, trial_artifacts
@@ -113,10 +112,8 @@ def stored_model(study: optuna.Study, number: int) -> TrialArtifact | None:
 def write_model(store: ModelStore, artifact_id: str, path: Path, *, fix: str) -> None:
     """Copy a kept model out of the store to `path`, or raise a UserError saying what is missing and `fix`."""
     try:
-        with store.open().open_reader(artifact_id) as reader, path.open("wb") as out:
-            shutil.copyfileobj(reader, out)
+        copy_artifact(store.open(), artifact_id, path)
     except ArtifactNotFound:
-        path.unlink(missing_ok=True)
         raise UserError(
             f"model {artifact_id} is no longer in {store.where} (fell out of the best, or cleaned); {fix}"
         ) from None

@@ -123,6 +123,9 @@ class TrialRecord:
     plan: TrialPlan = field(default_factory=TrialPlan, metadata={"attr": False})
     fail: FailReason | None = field(default=None, metadata={"attr": False})
     fail_message: str = field(default="", metadata={"attr": False})
+    # What the trial's work returns to the loop, which tells Optuna (the trial's value, not a user attr):
+    # the objective's best (a list beginning with it in a study of several objectives).
+    value: float | list[float] | None = field(default=None, metadata={"attr": False})
 
     @property
     def baseline(self) -> bool:

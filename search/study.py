@@ -242,15 +242,11 @@ def _work(
     # --workers N` itself, only starting and watching its workers, never needs.
     from search.objective import Objective
 
-    objective = Objective(spec, data, n_trials, progress, KeptModels.of(keeping), pruner=backend.epoch_pruner)
     try:
         with signals_interrupt():
-            run_trials(study, backend, objective, n_trials, timeout)
+            run_trials(study, backend, Objective(spec, data, progress, KeptModels.of(keeping)), n_trials, timeout)
     except KeyboardInterrupt:
-        progress.note(
-            f"interrupted: trial {objective.last_number} was recorded as failed, finished trials are kept; "
-            f"resume with: {spec.command}"
-        )
+        progress.note(f"interrupted: finished trials are kept; resume with: {spec.command}")
         return 130
     except sqlalchemy.exc.OperationalError as error:
         raise UserError(

@@ -11,9 +11,9 @@ One worker: `python -m search.synthetic --storage URL --study NAME` on a study `
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -25,9 +25,10 @@ from search.backends import get_backend
 from search.kept import KeptModels
 from search.process import quiet_optuna
 from search.progress import Progress
-from search.record import TrialRecord
+from search.record import TrialPlan, TrialRecord
+from search.reporting import Report
 from search.storage import HEARTBEAT_SECONDS, open_storage
-from search.trials import begin_trial, run_trials
+from search.trials import Prepared, run_trials
 
 BACKEND, PRUNER = "random", "hyperband"  # the cheapest sampler: what is measured is the storage
 EPOCHS = 5
@@ -60,44 +61,37 @@ def curve(learning_rate: float, units: int, epoch: int) -> float:
     return plateau - (plateau - 0.1) * math.exp(-epoch / 1.5)
 
 
-def _epochs_run(epochs: int) -> tuple[str, int]:
-    ((key, value),) = TrialRecord(epochs_run=epochs).to_attrs().items()
-    return key, value
-
-
 class SyntheticObjective:
-    """A `search.trials.TrialRunner` with a made-up curve: two params, `epochs` reports, a pruner check each."""
+    """A `search.trials.TrialRunner` with a made-up curve: two params, `epochs` reports, each judged by the pruner."""
 
-    def __init__(
-        self, n_trials: int, progress: Progress, epochs: int = EPOCHS, models: KeptModels | None = None
-    ) -> None:
-        self.n_trials, self.progress, self.epochs, self.models = n_trials, progress, epochs, models
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.last_number: int | None = None
+    def __init__(self, progress: Progress, epochs: int = EPOCHS, models: KeptModels | None = None) -> None:
+        self.progress, self.epochs, self.models = progress, epochs, models
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        begin_trial(self, trial)
+    def prepare(self, trial: optuna.Trial, plan: TrialPlan) -> Prepared:
         learning_rate = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
         units = trial.suggest_int("units", 16, 1024, log=True)
-        if self.models is not None and (path := self.models.scratch_path(trial.number)):
-            # Saved whatever becomes of the trial, as a real one's is: the loop keeps only a complete trial's.
-            path.write_text(f"made-up model of trial {trial.number}: learning rate {learning_rate}, {units} units")
-        value = 0.0
-        for epoch in range(1, self.epochs + 1):
-            _spin(WORK_SECONDS)
-            value = curve(learning_rate, units, epoch)
-            trial.report(value, step=epoch)
-            if epoch < self.epochs and trial.should_prune():
-                trial.set_user_attr(*_epochs_run(epoch))
-                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-        trial.set_user_attr(*_epochs_run(self.epochs))
-        return value
+        model = self.models.scratch_path(trial.number) if self.models is not None else None
+        work = functools.partial(_made_up, learning_rate, units, self.epochs, model)
+        return Prepared(TrialRecord(), self.epochs, work)
 
     def can_fork(self) -> bool:
         return True  # no TensorFlow here: every trial runs in a forked process, as real trials do
 
     def release_memory(self) -> None:
         return None
+
+
+def _made_up(learning_rate: float, units: int, epochs: int, model: Path | None, report: Report) -> TrialRecord:
+    """The trial's work: `epochs` made-up epochs, until `report` says stop."""
+    if model is not None:
+        # Saved whatever becomes of the trial, as a real one's is: the loop keeps only a complete trial's.
+        model.write_text(f"made-up model: learning rate {learning_rate}, {units} units")
+    for epoch in range(1, epochs + 1):
+        _spin(WORK_SECONDS)
+        value = curve(learning_rate, units, epoch)
+        if report.epoch(epoch, value):
+            break
+    return TrialRecord(epochs_run=epoch, value=value)
 
 
 def _spin(seconds: float) -> None:
@@ -125,9 +119,7 @@ def work(url: str, name: str, *, timeout: float | None = None, wait_for: Path | 
         print("ready", flush=True)
         while not wait_for.exists():
             time.sleep(0.05)
-    run_trials(
-        study, backend, SyntheticObjective(n_trials, Progress(n_trials, "value"), models=models), n_trials, timeout
-    )
+    run_trials(study, backend, SyntheticObjective(Progress(n_trials, "value"), models=models), n_trials, timeout)
 
 
 def main(argv: list[str] | None = None) -> None:

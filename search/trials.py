@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import socket
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import optuna
@@ -17,7 +21,8 @@ from search.kept import KeptModels
 from search.optuna_internals import fail_heartbeatless, first_heartbeat, heartbeat, live_trial, stored_trial
 from search.optuna_internals import state_counts as counts
 from search.progress import Progress
-from search.record import FailReason, TrialRecord
+from search.record import FailReason, TrialPlan, TrialRecord
+from search.reporting import RemoteReport, Report, TrialReport
 from search.storage import release_connections
 
 _POLL_SECONDS = 5
@@ -26,50 +31,41 @@ MAX_FAILURES_IN_A_ROW = 10
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-class TrialFailed(Exception):
-    """A trial its runner ended on purpose (diverged, surplus): recorded as failed, and the study goes on."""
+@dataclass(frozen=True)
+class Prepared:
+    """A trial ready to run: what it records before it trains, its last epoch, and the work its process does."""
 
-
-class SurplusTrial(TrialFailed):
-    """Other workers already cover the requested number of trials; this one is not run."""
+    record: TrialRecord  # recorded before training, so a killed trial keeps it too (its config)
+    epochs: int  # the last epoch it trains to: not pruned after it, its value stands
+    work: Callable[[Report], TrialRecord]  # the training: knows no study, only its `Report`
 
 
 class TrialRunner(Protocol):
     """What the loop runs for each trial, with nothing of TensorFlow in the loop itself.
 
     `search.objective.Objective` trains a model; `search.synthetic.SyntheticObjective` makes up
-    a learning curve in milliseconds (storage benchmarks, tests of many workers). Called, in the
-    trial's own process, with the Optuna trial the loop asked for, a runner first calls
-    `begin_trial`, reports each epoch, and returns the objective value (a list of them in a
-    multi-objective study) or raises
-    `optuna.TrialPruned` or a `TrialFailed`; it never tells the study, the loop does. `can_fork()` says whether
-    this process may fork a trial's process; a trial run in this process instead is followed by
-    `release_memory()`. With `models`, a runner saves a trial's model at `models.scratch_path(number)`,
-    and the loop keeps it if the trial completes among the best (search/kept.py).
+    a learning curve in milliseconds (storage benchmarks, tests of many workers). In the loop's
+    process, `prepare(trial, plan)` samples the trial's params and says what to run; the work then
+    runs in the trial's own process, telling its `Report` each epoch (which is how the pruner
+    stops it), and returns the trial's record with its value. It never touches the study: the
+    loop records, tells or fails the trial. `can_fork()` says whether this process may fork a
+    trial's process; a trial run in this process instead is followed by `release_memory()`.
+    With `models`, the work saves a complete trial's model at `models.scratch_path(number)`, and
+    the loop keeps it if it is among the best (search/kept.py).
     """
 
-    n_trials: int
-    worker: str  # who runs the trial: "host:pid" of the process running the loop
     progress: Progress
-    last_number: int | None  # the number of the trial the loop asked for last
     models: KeptModels | None  # where the study keeps its best trials' models; None: it keeps none
 
-    def __call__(self, trial: optuna.Trial) -> float | list[float]: ...
+    def prepare(self, trial: optuna.Trial, plan: TrialPlan) -> Prepared: ...
 
     def can_fork(self) -> bool: ...
 
     def release_memory(self) -> None: ...
 
 
-def begin_trial(runner: TrialRunner, trial: optuna.Trial) -> None:
-    """What every trial does first: note its number, refuse it if surplus, record who runs it."""
-    runner.last_number = trial.number
-    _refuse_surplus(trial, runner.n_trials)
-    _set_attrs(trial, TrialRecord(worker=runner.worker).to_attrs())
-
-
 def run_trials(
-    study: optuna.Study, backend: Backend, objective: TrialRunner, n_trials: int, timeout: float | None = None
+    study: optuna.Study, backend: Backend, runner: TrialRunner, n_trials: int, timeout: float | None = None
 ) -> None:
     """Run trials until the study holds `n_trials` finished ones (complete or pruned), or time is up.
 
@@ -91,21 +87,20 @@ def run_trials(
         if not now["waiting"]:
             proposal = backend.propose(study, seconds_left=deadline - time.monotonic(), budget=timeout or math.inf)
             if isinstance(proposal, Stop):
-                objective.progress.note(f"{proposal.reason}; stopping")
+                runner.progress.note(f"{proposal.reason}; stopping")
                 return
             if proposal is not None:
                 enqueue(study, proposal)
-        _train_next(study, backend, objective)
-        trial = stored_trial(study, objective.last_number)
+        trial = stored_trial(study, _train_next(study, backend, runner, n_trials))
         backend.trial_finished(study, trial)
         if FailReason.from_attrs(trial.user_attrs) == FailReason.SURPLUS:
             continue
         failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL else 0
-        objective.progress.trial_finished(trial, study)
+        runner.progress.trial_finished(trial, study)
     if time.monotonic() >= deadline:
-        objective.progress.note("time is up (--timeout): no new trial starts; run the same command to go on")
+        runner.progress.note("time is up (--timeout): no new trial starts; run the same command to go on")
     if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-        objective.progress.note(
+        runner.progress.note(
             f"stopping: the last {failures_in_a_row} trials all failed; see their fail_reason in `search rank` "
             "and narrow the space (a learning rate too high makes the loss NaN)"
         )
@@ -116,17 +111,18 @@ def enqueue(study: optuna.Study, proposal: Proposal) -> None:
     study.enqueue_trial(proposal.params, user_attrs=proposal.plan.to_attrs())
 
 
-def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -> None:
-    """Ask for the next trial, run it in a process forked for it (search/forked.py), tell how it ended.
+def _train_next(study: optuna.Study, backend: Backend, runner: TrialRunner, n_trials: int) -> int:
+    """Ask for the next trial, run it in a process forked for it (search/forked.py), tell how it ended; its number.
 
-    This process asks and tells, so it knows the trial before it forks and records its end
-    whatever happened in between: a trial whose process died (killed, out of memory) or was
-    interrupted is failed with that reason. The trial's process only runs the trial (it reports
-    its epochs, which is how the pruner stops it). A process that has run TensorFlow already (a
-    notebook, the tests) cannot fork safely: it runs the trial here.
+    This process asks, samples the trial's params, records and tells, so it knows the trial before
+    it forks and records its end whatever happened in between: a trial whose process died
+    (killed, out of memory) or was interrupted is failed with that reason. The trial's process
+    only trains, and sends its epochs here, where the pruner judges them (search/reporting.py). A
+    process that has run TensorFlow already (a notebook, the tests) cannot fork safely: it runs
+    the trial here.
     """
-    # Seeded from the study's trial count: a forked trial's process copies this one's sampler, random
-    # state and all, so one sampler kept across trials would have every trial draw alike.
+    # Seeded from the study's trial count, so a resumed study or another worker does not draw the
+    # same params again from the same seed.
     study.sampler = backend.make_sampler(len(study.get_trials(deepcopy=False)))
     _fail_stale(study)  # as optimize() does before each trial
     with warnings.catch_warnings():
@@ -134,55 +130,71 @@ def _train_next(study: optuna.Study, backend: Backend, objective: TrialRunner) -
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         trial = study.ask()
     first_heartbeat(study, trial)  # before anything can kill this process: see its docstring
-    objective.last_number = trial.number
-    refused = backend.start_trial(study, trial)
+    # Checked before the ask too (run_trials); again here, as other workers may have asked meanwhile.
+    refused = _surplus(study, trial.number, n_trials) or backend.start_trial(study, trial)
     if refused:
         _fail(study, trial.number, FailReason.SURPLUS, f"surplus: {refused}")
-        return
+        return trial.number
     try:
-        if objective.can_fork():
+        _set_attrs(trial, TrialRecord(worker=f"{socket.gethostname()}:{os.getpid()}").to_attrs())
+        plan = TrialPlan.from_attrs(trial.user_attrs)  # as the backend left it
+        prepared = runner.prepare(trial, plan)
+        _set_attrs(trial, prepared.record.to_attrs())
+        # The baseline is the yardstick: never pruned, so every study can be ranked against it.
+        report = TrialReport(
+            trial, runner.progress, epochs=prepared.epochs, prunable=not plan.baseline, pruner=backend.epoch_pruner
+        )
+        if runner.can_fork():
             release_connections(study)
-            child = Forked(functools.partial(_run, objective, trial))
+            child = Forked(functools.partial(_remotely, prepared.work), serve=report.serve)
             with heartbeat(study, trial):  # started after the fork: a thread must not be copied mid-query
-                state, value = child.result()
+                record = child.result()
         else:
             with heartbeat(study, trial):
-                state, value = _run(objective, trial)
-            objective.release_memory()
+                record = prepared.work(report)
+            runner.release_memory()
         with heartbeat(study, trial):  # an upload (to S3, say) may outlast the grace period
+            state = _state(trial, record, report, plan)
             backend.trial_ending(study, trial)  # before tell, as Optuna records artifacts only then
-            if objective.models is not None:
-                objective.models.trial_ended(study, trial, state, value)
+            if runner.models is not None:
+                runner.models.trial_ended(study, trial, state, record.value)
     except KeyboardInterrupt:
         _fail(study, trial.number, FailReason.INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) while it ran")
+        runner.progress.note(f"interrupted: trial {trial.number} was recorded as failed")
         raise
     except ChildDied as died:
         _fail(study, trial.number, FailReason.KILLED, str(died))
-        return
+        return trial.number
     except BaseException:
         _fail(study, trial.number, None, "")
         raise
-    _tell(study, objective, trial.number, state, value)
-    if objective.models is not None:
-        objective.models.prune(study)
+    _tell(study, runner, trial.number, state, record.value)
+    if runner.models is not None:
+        runner.models.prune(study)
+    return trial.number
 
 
-def _run(objective: TrialRunner, trial: optuna.Trial) -> tuple[TrialState, float | list[float] | None]:
-    """The trial's own work, in its process: how it ended, and its value if complete."""
+def _remotely(work: Callable[[Report], TrialRecord], ask: Callable) -> TrialRecord:
+    """The trial's work in its own process, its reports sent to the loop's (search/forked.py)."""
+    return work(RemoteReport(ask))
+
+
+def _state(trial: optuna.Trial, record: TrialRecord, report: TrialReport, plan: TrialPlan) -> TrialState:
+    """Records what the trial's work returned; how the trial ends: failed (diverged), pruned (or paused), complete."""
     try:
-        return TrialState.COMPLETE, objective(trial)
-    except optuna.TrialPruned:
-        return TrialState.PRUNED, None  # Optuna takes its last reported value
-    except TrialFailed:
-        return TrialState.FAIL, None
+        _set_attrs(trial, record.to_attrs())
     except optuna.exceptions.UpdateFinishedTrialError:
-        # Another worker failed this trial as stale while it ran (its heartbeats came too late on a
-        # starved machine) and queued it again; `_tell` notes it, and this worker goes on.
-        return TrialState.FAIL, None
+        report.taken_over = True
+    if report.taken_over or record.fail is not None:
+        # Taken over: another worker failed it as stale while it ran and queued it again; `_tell` notes it.
+        return TrialState.FAIL
+    if report.pruned_at or plan.pause:  # a paused trial is continued later if promoted
+        return TrialState.PRUNED  # Optuna takes its last reported value
+    return TrialState.COMPLETE
 
 
 def _tell(
-    study: optuna.Study, objective: TrialRunner, number: int, state: TrialState, value: float | list[float] | None
+    study: optuna.Study, runner: TrialRunner, number: int, state: TrialState, value: float | list[float] | None
 ) -> None:
     try:
         study.tell(number, value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=False)
@@ -192,7 +204,7 @@ def _tell(
         # Another worker failed this trial while it ran: its heartbeats came later than the grace
         # period (a machine or database too busy), so it was taken for a killed worker's and queued
         # again. Its outcome is stored; this worker goes on instead of dying of Optuna's complaint.
-        objective.progress.note(
+        runner.progress.note(
             f"trial {number} was failed as stale by another worker while it ran ({error!r}); "
             "it is queued again. Raise --heartbeat if this repeats"
         )
@@ -215,13 +227,11 @@ def _fail_stale(study: optuna.Study) -> None:
     fail_heartbeatless(study)
 
 
-def _refuse_surplus(trial: optuna.Trial, n_trials: int) -> None:
-    """Fail this trial unrun when finished and lower-numbered running trials already make `n_trials`."""
-    trials = trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
-    ahead = [t for t in trials if t.state in FINISHED or t.number < trial.number]
-    if len(ahead) >= n_trials:
-        _set_attrs(trial, FailReason.SURPLUS.to_attrs("surplus: other workers already cover the requested trials"))
-        raise SurplusTrial(f"the study already has its {n_trials} trials")
+def _surplus(study: optuna.Study, number: int, n_trials: int) -> str | None:
+    """Why trial `number` is not run, when finished and lower-numbered running trials already make `n_trials`."""
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    ahead = [t for t in trials if t.state in FINISHED or t.number < number]
+    return "other workers already cover the requested trials" if len(ahead) >= n_trials else None
 
 
 def _set_attrs(trial: optuna.Trial, attrs: dict) -> None:

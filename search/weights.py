@@ -18,7 +18,6 @@ clean-artifacts` removes, never a record without its file.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from search.artifacts import forget_artifacts, recorded_store
+from search.artifacts import copy_artifact, forget_artifacts, recorded_store
 from search.forked import scratch_folder
 from search.optuna_internals import TrialArtifact, stored_trial, trial_artifacts
 from search.record import TrialPlan, TrialRecord
@@ -97,10 +96,8 @@ class ContinuationWeights:
             return Path(legacy) if legacy and Path(legacy).is_file() else None
         path = self.scratch / f"from_{source.number}{WEIGHTS_SUFFIX}"
         try:
-            with self._store(study).open_reader(held.artifact_id) as reader, path.open("wb") as out:
-                shutil.copyfileobj(reader, out)
+            copy_artifact(self._store(study), held.artifact_id, path)
         except (ArtifactNotFound, OSError):
-            path.unlink(missing_ok=True)
             return None
         return path
 

@@ -158,7 +158,7 @@ def test_exhausted_space_ends_the_run_with_keras_tuners_reason(tmp_path, mnist, 
     # The next run reloads the exhausted oracle and ends at once, with its reason as the last line.
     backend, study = _opened(tmp_path, spec)
     lines = io.StringIO()
-    run_trials(study, backend, Objective(spec, mnist, 100, Progress(100, spec.objective, out=lines)), 100)
+    run_trials(study, backend, Objective(spec, mnist, Progress(100, spec.objective, out=lines)), 100)
     last = lines.getvalue().splitlines()[-1]
     assert "triggered exit" in last and last.endswith("; stopping")
     assert len(study.trials) == done  # nothing more trained

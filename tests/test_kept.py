@@ -44,7 +44,7 @@ def _synthetic(tmp_path: Path, name: str = "t", keep: int = 3) -> tuple[optuna.S
 
 def _run(study: optuna.Study, models: KeptModels, n_trials: int, pruner: str = "none") -> None:
     backend = get_backend("random")(seed=n_trials, pruner=pruner, epochs=synthetic.EPOCHS)
-    runner = synthetic.SyntheticObjective(n_trials, Progress(n_trials, "value", out=io.StringIO()), models=models)
+    runner = synthetic.SyntheticObjective(Progress(n_trials, "value", out=io.StringIO()), models=models)
     run_trials(study, backend, runner, n_trials)
 
 

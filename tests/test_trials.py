@@ -12,8 +12,9 @@ from optuna.trial import TrialState
 from search import synthetic
 from search.backends import get_backend
 from search.progress import Progress
+from search.record import FailReason, TrialPlan, TrialRecord
 from search.storage import open_storage
-from search.trials import MAX_FAILURES_IN_A_ROW, SurplusTrial, TrialFailed, begin_trial, counts, run_trials
+from search.trials import MAX_FAILURES_IN_A_ROW, Prepared, counts, run_trials
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
@@ -29,7 +30,7 @@ def _backend(pruner: str = "none"):
 
 def test_the_loop_finishes_exactly_the_trials_asked_for_with_every_epoch_reported(tmp_path: Path) -> None:
     study, out = _study(tmp_path), io.StringIO()
-    run_trials(study, _backend(), synthetic.SyntheticObjective(5, Progress(5, "val_accuracy", out=out)), 5)
+    run_trials(study, _backend(), synthetic.SyntheticObjective(Progress(5, "val_accuracy", out=out)), 5)
     trials = study.get_trials(deepcopy=False)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5
     assert all(sorted(t.intermediate_values) == list(range(1, synthetic.EPOCHS + 1)) for t in trials)
@@ -37,34 +38,41 @@ def test_the_loop_finishes_exactly_the_trials_asked_for_with_every_epoch_reporte
     assert out.getvalue().count("COMPLETE") == 5, out.getvalue()
 
 
-def test_a_trial_beyond_the_finished_ones_asked_for_is_refused_as_surplus(tmp_path: Path) -> None:
-    study = _study(tmp_path)
-    runner = synthetic.SyntheticObjective(2, Progress(2, "val_accuracy", out=io.StringIO()))
-    for _ in range(2):
-        study.tell(study.ask(), 0.5)
-    trial = study.ask()
-    with pytest.raises(SurplusTrial):
-        begin_trial(runner, trial)
-    assert runner.last_number == trial.number
-    assert study.trials[-1].user_attrs["fail_reason"].startswith("surplus")
+def test_a_trial_beyond_the_finished_ones_asked_for_is_refused_as_surplus_unrun(tmp_path: Path) -> None:
+    study, backend = _study(tmp_path), _backend()
+    study.tell(study.ask(), 0.5)
+
+    def another_worker_finishes_one(study: optuna.Study, seconds_left: float, budget: float) -> None:
+        # After this loop's check before the ask (1 of 2 finished), before its ask: the race the second check is for.
+        study.tell(study.ask(), 0.9)
+
+    backend.propose = another_worker_finishes_one
+    run_trials(study, backend, synthetic.SyntheticObjective(Progress(2, "x", out=io.StringIO())), 2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    refused = study.trials[2]
+    assert refused.params == {} and refused.intermediate_values == {}  # never sampled, never trained
+    assert FailReason.from_attrs(refused.user_attrs) == FailReason.SURPLUS
+    assert refused.user_attrs["fail_reason"] == "surplus: other workers already cover the requested trials"
 
 
-class _AlwaysFails(synthetic.SyntheticObjective):
-    def __call__(self, trial: optuna.Trial) -> float:
-        begin_trial(self, trial)
-        raise TrialFailed("made to fail")
+class _AlwaysDiverges(synthetic.SyntheticObjective):
+    def prepare(self, trial: optuna.Trial, plan: TrialPlan) -> Prepared:
+        diverged = TrialRecord(fail=FailReason.DIVERGED, fail_message="loss became NaN at epoch 1")
+        return Prepared(TrialRecord(), synthetic.EPOCHS, lambda report: diverged)
 
 
 def test_a_run_of_failures_stops_the_loop_with_the_reason(tmp_path: Path) -> None:
     study, out = _study(tmp_path), io.StringIO()
-    run_trials(study, _backend(), _AlwaysFails(100, Progress(100, "val_accuracy", out=out)), 100)
-    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL] * MAX_FAILURES_IN_A_ROW
+    run_trials(study, _backend(), _AlwaysDiverges(Progress(100, "val_accuracy", out=out)), 100)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.FAIL] * MAX_FAILURES_IN_A_ROW
+    assert all(t.user_attrs["fail_reason"] == "loss became NaN at epoch 1" for t in trials)
     assert f"the last {MAX_FAILURES_IN_A_ROW} trials all failed" in out.getvalue()
 
 
 def test_the_pruner_stops_poor_made_up_curves(tmp_path: Path) -> None:
     study = _study(tmp_path)
-    run_trials(study, _backend("median"), synthetic.SyntheticObjective(30, Progress(30, "x", out=io.StringIO())), 30)
+    run_trials(study, _backend("median"), synthetic.SyntheticObjective(Progress(30, "x", out=io.StringIO())), 30)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 30
     assert TrialState.PRUNED in states

@@ -47,7 +47,7 @@ class Backend:
     `count` trials (seeded from the backend's seed and `count`, so every trial draws afresh, in
     whichever process); it is the backend's one sampler (a backend whose trials are all enqueued
     makes one that is never consulted).
-    `epoch_pruner`, where set, is a pruner the trial itself consults after each epoch instead of
+    `epoch_pruner`, where set, is a pruner the loop consults after each of a trial's epochs instead of
     Optuna's (search/backends/_size_aware.py: Optuna cannot prune a multi-objective trial).
     """
 
