@@ -1,4 +1,4 @@
-"""Optuna's private API and tables as search/optuna_internals.py uses them; fails loudly if an upgrade moves them."""
+"""Optuna's private API and tables as search/optuna_internals/ uses them; fails loudly if an upgrade moves them."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _study(tmp_path) -> optuna.Study:
 def test_the_optuna_installed_is_the_major_version_whose_internals_are_used():
     major = int(optuna.__version__.split(".")[0])
     assert major == optuna_internals.TESTED_MAJOR, (
-        f"Optuna {optuna.__version__} is installed, search/optuna_internals.py is written for "
+        f"Optuna {optuna.__version__} is installed, search/optuna_internals/ is written for "
         f"{optuna_internals.TESTED_MAJOR}.x: check each function there against it, then the pin in pyproject.toml"
     )
 
@@ -160,6 +160,35 @@ def test_bulk_reads_give_the_trials_optunas_orm_gives(tmp_path):
     assert [t.number for t in expected] == list(range(6))
     with pytest.raises(KeyError):
         bulk.get_all_trials(study_id + 1)
+
+
+def test_bulk_reads_read_again_only_what_can_change(tmp_path):
+    """Finished trials are kept (a later read sees their rows changed behind Optuna's back only in system attrs,
+    where an artifact is forgotten); the running trial and new ones are read again."""
+    study = _study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    bulk, orm = open_storage(url, bulk_reads=True), open_storage(url)
+    study_id = bulk.get_study_id_from_name("i")
+    (tmp_path / "model.keras").write_bytes(b"model")
+    done = study.ask()
+    artifact = optuna.artifacts.upload_artifact(
+        artifact_store=optuna.artifacts.FileSystemArtifactStore(tmp_path),
+        file_path=str(tmp_path / "model.keras"),
+        study_or_trial=done,
+    )
+    study.tell(done, 0.6)
+    assert bulk.get_all_trials(study_id, deepcopy=False) == orm.get_all_trials(study_id, deepcopy=False)
+    running = study.trials[4]
+    with orm.engine.begin() as connection:  # a kept row changed behind Optuna's back: the read must not see it
+        connection.execute(sqlalchemy.text("UPDATE trial_values SET value = 0.25 WHERE trial_id = 1"))
+    optuna_internals.live_trial(study, running).report(0.5, step=1)
+    optuna_internals.forget_trial_artifact(study, done.number, artifact)
+    study.tell(study.ask(), 0.9)
+    again = bulk.get_all_trials(study_id, deepcopy=False)
+    assert again[0].value == 0.5, "the finished trials before the running one are not read again"
+    assert again[1:] == orm.get_all_trials(study_id, deepcopy=False)[1:]
+    assert again[4].intermediate_values == {1: 0.5} and again[-1].value == 0.9
+    assert not any(key.startswith("artifacts:") for key in again[5].system_attrs)
 
 
 def test_the_artifacts_read_and_forgotten_are_those_optuna_records(tmp_path):

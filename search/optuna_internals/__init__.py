@@ -6,7 +6,8 @@ trials' values and a few of their attrs without building every trial object (1 s
 rank`'s 2 on 1,000 trials), to list and forget the artifacts recorded with a study's trials (a
 finished trial takes no attr), or to weigh TPE's choice among its candidates by anything but
 its own density ratio. What follows is what Optuna 5 does inside; pyproject.toml pins the major
-version, and tests/test_optuna_internals.py fails on an upgrade that changes any of it.
+version, and tests/test_optuna_internals.py fails on an upgrade that changes any of it. Reading
+whole studies for the dashboard, table by table, is `_bulk_reads.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from collections.abc import Callable, Collection, Container, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ import sqlalchemy
 from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
+
+from search.optuna_internals._bulk_reads import BulkReadStorage as BulkReadStorage  # the dashboard's storage
 
 TESTED_MAJOR = 5  # the Optuna major version whose internals this module uses
 
@@ -174,95 +177,6 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     with engine_of(study).connect() as connection:
         found = dict(connection.execute(_STATES, {"study": study._study_id}).all())
     return {state.name.lower(): found.get(state.name, 0) for state in optuna.trial.TrialState}
-
-
-class BulkReadStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage, with `get_all_trials` read in six plain queries instead of ORM objects.
-
-    optuna-dashboard reads a study through `get_all_trials`; Optuna builds an ORM object for every
-    trial, param, value and attr first, 29 s of CPU for a 10,000-trial study (BENCHMARKS.md,
-    "Storage under load"). The same rows read as plain tuples and assembled here give the same
-    `FrozenTrial`s (tests/test_optuna_internals.py compares them) in a fraction of that.
-    """
-
-    def get_all_trials(
-        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
-    ) -> list[FrozenTrial]:
-        if states is not None or self.get_study_name_from_id(study_id) is None:  # the name check raises KeyError
-            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
-        return _all_trials(self.engine, study_id)
-
-
-def _all_trials(engine: sqlalchemy.engine.Engine, study_id: int) -> list[FrozenTrial]:
-    from optuna.storages._rdb import models
-
-    def rows(model: Any, *columns: str, order: str) -> Iterator[Any]:
-        table = model.__table__
-        trial_ids = sqlalchemy.select(models.TrialModel.__table__.c.trial_id).where(
-            models.TrialModel.__table__.c.study_id == study_id
-        )
-        query = sqlalchemy.select(*(table.c[c] for c in columns)).where(table.c.trial_id.in_(trial_ids))
-        return connection.execute(query.order_by(table.c[order])).all()
-
-    trials: dict[int, dict[str, Any]] = {}
-    with engine.connect() as connection:
-        table = models.TrialModel.__table__
-        query = sqlalchemy.select(
-            table.c.trial_id, table.c.number, table.c.state, table.c.datetime_start, table.c.datetime_complete
-        ).where(table.c.study_id == study_id)
-        for trial_id, number, state, start, complete in connection.execute(query.order_by(table.c.trial_id)):
-            trials[trial_id] = {
-                "number": number,
-                "state": state,
-                "datetime_start": _local(start),
-                "datetime_complete": _local(complete),
-                "params": {},
-                "distributions": {},
-                "user_attrs": {},
-                "system_attrs": {},
-                "intermediate_values": {},
-                "values": None,
-                "value": None,
-                "trial_id": trial_id,
-            }
-        known: dict[str, optuna.distributions.BaseDistribution] = {}
-        for trial_id, name, value, distribution_json in rows(
-            models.TrialParamModel, "trial_id", "param_name", "param_value", "distribution_json", order="param_id"
-        ):
-            if distribution_json not in known:
-                known[distribution_json] = optuna.distributions.json_to_distribution(distribution_json)
-            distribution = known[distribution_json]
-            trials[trial_id]["params"][name] = distribution.to_external_repr(value)
-            trials[trial_id]["distributions"][name] = distribution
-        values: dict[int, dict[int, float]] = {}
-        for trial_id, objective, value, value_type in rows(
-            models.TrialValueModel, "trial_id", "objective", "value", "value_type", order="trial_value_id"
-        ):
-            values.setdefault(trial_id, {})[objective] = models.TrialValueModel.stored_repr_to_value(value, value_type)
-        for trial_id, by_objective in values.items():
-            trials[trial_id]["values"] = [by_objective[k] for k in sorted(by_objective)]
-        for trial_id, step, value, value_type in rows(
-            models.TrialIntermediateValueModel,
-            "trial_id",
-            "step",
-            "intermediate_value",
-            "intermediate_value_type",
-            order="trial_intermediate_value_id",
-        ):
-            convert = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value
-            trials[trial_id]["intermediate_values"][step] = convert(value, value_type)
-        for model, attrs, order in (
-            (models.TrialUserAttributeModel, "user_attrs", "trial_user_attribute_id"),
-            (models.TrialSystemAttributeModel, "system_attrs", "trial_system_attribute_id"),
-        ):
-            for trial_id, key, value_json in rows(model, "trial_id", "key", "value_json", order=order):
-                trials[trial_id][attrs][key] = json.loads(value_json)
-    return [FrozenTrial(**fields) for fields in trials.values()]
-
-
-def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
-    """A stored naive-UTC time as the naive local time Optuna's FrozenTrials hold."""
-    return None if utc is None else utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
