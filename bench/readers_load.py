@@ -157,8 +157,8 @@ def time_reads(url: str, study_id: int) -> tuple[float, float]:
 
 
 def time_dashboard(url: str, study_id: int, folder: Path) -> tuple[float, float, float]:
-    """Seconds from launch until a fresh dashboard serves (it reads each study once first: search/dashboard.py),
-    then for the study's API answer, and for the trial list in Chromium; a fresh dashboard for each."""
+    """Seconds from launch until a fresh dashboard serves, then for the study's API answer, and for the trial
+    list in Chromium; a fresh dashboard for each."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
