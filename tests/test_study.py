@@ -19,6 +19,7 @@ from search.cli import main
 from search.config import TrialConfig
 from search.errors import UserError
 from search.rank import leaderboard, load_studies, state_counts, trial_rows
+from search.record import FailReason
 from search.study import StudySpec, run_study
 
 TINY = {"subset": 300, "epochs": 2}
@@ -177,9 +178,11 @@ def test_sigint_marks_the_running_trial_failed_and_says_how_to_resume(tmp_path):
     finally:
         stop(process)
     assert process.returncode == 130, output
+    assert "interrupted: trial 0 was recorded as failed" in output
     assert "resume with: python -m search run" in output
     trials = optuna.load_study(study_name="c", storage=url).trials
     assert [t.state for t in trials] == [TrialState.FAIL]
+    assert FailReason.from_attrs(trials[0].user_attrs) == FailReason.INTERRUPTED
 
 
 def test_val_loss_objective_is_minimized(tmp_path):
