@@ -68,7 +68,7 @@ def trial_overhead(n_trials: int, epochs: int, folder: Path, keep: int) -> tuple
         start = time.perf_counter()
         run_trials(study, backend, objective, done)
         wall = time.perf_counter() - start
-        trial = study.trials[-1]
+        trial = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))[-1]
         inside.append(trial.user_attrs["seconds"])
         outside.append(wall - inside[-1])
     return outside, inside
