@@ -51,12 +51,7 @@ def _trials_after(connection: sqlalchemy.engine.Connection, study_id: int, after
     from optuna.storages._rdb import models
 
     def rows(model: Any, *columns: str, order: str) -> Iterator[Any]:
-        table = model.__table__
-        trial_ids = sqlalchemy.select(models.TrialModel.__table__.c.trial_id).where(
-            models.TrialModel.__table__.c.study_id == study_id, models.TrialModel.__table__.c.trial_id > after
-        )
-        query = sqlalchemy.select(*(table.c[c] for c in columns)).where(table.c.trial_id.in_(trial_ids))
-        return connection.execute(query.order_by(table.c[order])).all()
+        return _rows(connection, study_id, after, model, *columns, order=order)
 
     trials: dict[int, dict[str, Any]] = {}
     table = models.TrialModel.__table__
@@ -115,13 +110,31 @@ def _system_attrs(connection: sqlalchemy.engine.Connection, study_id: int) -> di
     """The system attrs of the study's trials, by trial id."""
     from optuna.storages._rdb import models
 
-    attrs, trials = models.TrialSystemAttributeModel.__table__, models.TrialModel.__table__
-    trial_ids = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
-    query = sqlalchemy.select(attrs.c.trial_id, attrs.c.key, attrs.c.value_json).where(attrs.c.trial_id.in_(trial_ids))
     found: dict[int, dict[str, Any]] = {}
-    for trial_id, key, value_json in connection.execute(query.order_by(attrs.c.trial_system_attribute_id)):
+    for trial_id, key, value_json in _rows(
+        connection,
+        study_id,
+        -1,
+        models.TrialSystemAttributeModel,
+        "trial_id",
+        "key",
+        "value_json",
+        order="trial_system_attribute_id",
+    ):
         found.setdefault(trial_id, {})[key] = json.loads(value_json)
     return found
+
+
+def _rows(
+    connection: sqlalchemy.engine.Connection, study_id: int, after: int, model: Any, *columns: str, order: str
+) -> list[Any]:
+    """`columns` of `model`'s rows that belong to the study's trials whose id is above `after`, by `order`."""
+    from optuna.storages._rdb import models
+
+    trials, table = models.TrialModel.__table__, model.__table__
+    trial_ids = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id, trials.c.trial_id > after)
+    query = sqlalchemy.select(*(table.c[c] for c in columns)).where(table.c.trial_id.in_(trial_ids))
+    return connection.execute(query.order_by(table.c[order])).all()
 
 
 def _local(utc: datetime.datetime | None) -> datetime.datetime | None:
