@@ -78,7 +78,6 @@ def run_trial(
         first_epoch=result.first_epoch,
         best_epoch=result.best_epoch,
         seconds=round(result.seconds, 2),
-        epoch_seconds=result.epoch_seconds and round(result.epoch_seconds, 3),
         history=result.history,
         backend=spec.backend,
         seed=config.seed,

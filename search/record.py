@@ -111,8 +111,7 @@ class TrialRecord:
     epochs_run: int | None = None
     first_epoch: int | None = None  # 1, or later for a trial continuing another's training
     best_epoch: int | None = None
-    seconds: float | None = None  # training time, rounded to 10 ms: building and compiling the model included
-    epoch_seconds: float | None = None  # an epoch's wall time after the first (the median), once it ran two
+    seconds: float | None = None  # training time, rounded to 10 ms
     history: dict[str, list[float]] = field(default_factory=dict)  # per epoch: loss, accuracy, val_*, rate
     backend: str | None = None
     seed: int | None = None
@@ -134,23 +133,8 @@ class TrialRecord:
 
     @property
     def seconds_per_epoch(self) -> float | None:
-        """What one more epoch of the trial costs (None if unknown).
-
-        Its epochs after the first where it ran two or more; else (one epoch, or a study of an older
-        version) its training seconds over its epochs, start-up included: an upper bound.
-        """
-        if self.epoch_seconds:
-            return self.epoch_seconds
+        """What an epoch of the trial cost: training seconds over the epochs it trained (None if unknown)."""
         return self.seconds / self.epochs_run if self.seconds and self.epochs_run else None
-
-    def seconds_for(self, epochs: int) -> float:
-        """What training this trial's config `epochs` more in a new trial would take: its start-up (building,
-        compiling, the first epoch's extra) once, then its cost per epoch (0 if unknown)."""
-        per_epoch = self.seconds_per_epoch
-        if per_epoch is None:
-            return 0.0
-        start_up = max(0.0, (self.seconds or 0.0) - per_epoch * (self.epochs_run or 0))
-        return start_up + per_epoch * epochs
 
     def to_attrs(self) -> dict[str, Any]:
         """The record's user attrs (the plan's are set when the trial is queued, so not here)."""

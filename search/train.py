@@ -32,8 +32,7 @@ class TrialResult:
     first_epoch: int  # 1-based epoch of history[...][0] (> 1 when continuing from saved weights)
     params: int
     epochs_run: int
-    seconds: float  # the whole call: building, compiling and loading included
-    epoch_seconds: float | None = None  # an epoch's wall time after the first (which compiles); None after one
+    seconds: float
     stopped_by: str = ""  # "" ran all epochs; "nan" diverged; "stopped" by early stopping or a callback
     monitor: str = "val_accuracy"
 
@@ -115,7 +114,6 @@ def train(
         model.load_weights(initial_weights)
     keeper = _KeepBest(monitor)
     stopper = _StopOnNaN()
-    clock = _EpochClock()
     history = model.fit(
         x_train,
         y_train,
@@ -125,7 +123,7 @@ def train(
         validation_data=(data.x_val, data.y_val),
         shuffle=True,
         verbose=0,
-        callbacks=[clock, stopper, *_schedule_callbacks(config, monitor, initial_epoch, epochs), keeper, *callbacks],
+        callbacks=[stopper, *_schedule_callbacks(config, monitor, initial_epoch, epochs), keeper, *callbacks],
     ).history
     keeper.restore(model)
     if save_weights is not None:
@@ -133,7 +131,7 @@ def train(
     if save_model is not None:
         model.save(save_model)
     planned = (epochs or config.epochs) - initial_epoch
-    return _result(model, history, keeper, stopper, planned, initial_epoch, time.perf_counter() - start, clock.steady)
+    return _result(model, history, keeper, stopper, planned, initial_epoch, time.perf_counter() - start)
 
 
 def release_memory() -> None:
@@ -183,22 +181,6 @@ def _schedule_callbacks(
     return [schedule, stopping]
 
 
-class _EpochClock(keras.callbacks.Callback):
-    """When each epoch ended (validation included), to tell an epoch's cost from the training's start-up."""
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.ends = [time.perf_counter()]
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.ends.append(time.perf_counter())
-
-    @property
-    def steady(self) -> float | None:
-        """The median wall time of the epochs after the first, which compiles; None after one epoch."""
-        laps = np.diff(self.ends)[1:]
-        return float(np.median(laps)) if len(laps) else None
-
-
 class _StopOnNaN(keras.callbacks.Callback):
     """Stops at the end of the first epoch whose training loss is not finite."""
 
@@ -236,7 +218,6 @@ def _result(
     planned: int,
     initial_epoch: int,
     seconds: float,
-    epoch_seconds: float | None,
 ) -> TrialResult:
     metrics = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
     clean = {name: [float(v) for v in history.get(name, [])] for name in metrics}
@@ -251,7 +232,6 @@ def _result(
         params=model.count_params(),
         epochs_run=epochs_run,
         seconds=seconds,
-        epoch_seconds=epoch_seconds,
         stopped_by=stopped_by,
         monitor=keeper.monitor,
     )

@@ -181,15 +181,6 @@ def test_the_finish_trains_the_leader_from_its_weights_to_the_cap(tmp_path: Path
     assert not plan.pause and not plan.keep_weights, "trained to the cap, it completes and leaves nothing"
 
 
-def test_the_partial_finish_pays_its_start_up_once_not_with_every_epoch() -> None:
-    # The leader ran epochs 4-9 in 60 s: 5 s an epoch after its first, so 30 s went to its start-up.
-    leader = _paused(2, 9, 0.95)
-    leader.user_attrs.update(TrialRecord(seconds=60.0, epochs_run=6, epoch_seconds=5.0).to_attrs())
-    trials = [_paused(0, 3, 0.9), _paused(1, 3, 0.8), leader]
-    budget = 200.0 / FINISH_SHARE
-    assert leader_to_finish(trials, 100, 1.0, 200.0, budget)[1] == 9 + int((FINISH_FILL * 200 - 30) / 5.0)
-
-
 def test_a_partial_finish_completes_below_the_cap(tmp_path: Path) -> None:
     study, backend = _backend_over(tmp_path, _paused(0, 3, 0.9), _paused(1, 3, 0.8), _paused(2, 9, 0.95))
     # The leader needs 180 s to the cap, which do not fit; 100 s are its share of the budget.

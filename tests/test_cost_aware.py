@@ -67,17 +67,6 @@ def test_an_epoch_costs_the_training_seconds_over_the_epochs_trained() -> None:
     assert TrialRecord().seconds_per_epoch is None
 
 
-def test_an_epoch_after_the_first_is_the_cost_and_the_rest_is_start_up_paid_once() -> None:
-    # 3 epochs of 5 s in 30 s: 15 s of building and compiling, which 10 more epochs pay once.
-    record = TrialRecord(seconds=30.0, epochs_run=3, epoch_seconds=5.0)
-    assert record.seconds_per_epoch == 5.0
-    assert record.seconds_for(10) == 15.0 + 50.0
-    assert record.seconds_for(0) == 15.0
-    # One epoch (no epoch after the first) or an older study: the whole mean, no start-up apart.
-    assert TrialRecord(seconds=30.0, epochs_run=3).seconds_for(10) == 100.0
-    assert TrialRecord().seconds_for(10) == 0.0
-
-
 def test_the_work_grows_with_the_network_and_the_augmentation_and_falls_with_the_batch() -> None:
     base = TrialConfig(hidden_units=(512, 512), batch_size=100)
     dense = 3 * (784 * 512 + 512 * 512 + 512 * 10)

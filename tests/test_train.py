@@ -42,8 +42,6 @@ def test_tiny_run_records_every_epoch(tiny_run: TrialResult) -> None:
     assert tiny_run.best("val_loss") == tiny_run.history["val_loss"][tiny_run.best_epoch - 1]
     assert tiny_run.params == TINY_PARAMS
     assert tiny_run.seconds > 0
-    # The second epoch's wall time: less than the whole run, which also built, compiled and ran the first.
-    assert 0 < tiny_run.epoch_seconds < tiny_run.seconds
     assert not tiny_run.diverged
     assert tiny_run.stopped_by == ""
     assert tiny_run.monitor == "val_accuracy"
@@ -81,7 +79,6 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
 
 def test_a_callback_can_stop_training(tiny_mnist: Dataset) -> None:
     result = train(TINY.replace(epochs=3), tiny_mnist, callbacks=[_StopAfterFirstEpoch()])
-    assert result.epoch_seconds is None, "one epoch: no epoch after the first to time"
     assert result.epochs_run == 1
     assert result.stopped_by == "stopped"
     assert not result.diverged

@@ -54,10 +54,9 @@ FINISH_MARGIN = 1.5
 # gave it 12-46, and raised the best of every run of tpe and random search (BENCHMARKS.md, "The
 # partial finish on half the budget").
 FINISH_SHARE = 0.5
-# Of the time left, what that partial finish plans to train for, its start-up included (compiling and
-# the first epoch's extra, `TrialRecord.seconds_for`). The rest covers an epoch slower than its source's
-# and a finish that starts late: at 0.9 a 9-minute benchmark run's finish was still training when the
-# run's time was up.
+# Of the time left, what that partial finish plans to train for. The rest covers its start (fork, model,
+# compilation), which its source's seconds per epoch do not show, and a finish that starts late: at
+# 0.9 a 9-minute benchmark run's finish was still training when the run's time was up.
 FINISH_FILL = 0.75
 
 
@@ -161,8 +160,8 @@ def leader_to_finish(
     """The paused trial to train on now and the epoch it trains to, so that it completes within `seconds_left`; or None.
 
     Of the paused trials not continued yet that beat every complete trial (`leaders`), best first:
-    the first whose finish to `epochs` (its start-up and seconds per epoch as recorded,
-    `TrialRecord.seconds_for`) still fits in the time left, once the time left is at most FINISH_MARGIN times that
+    the first whose finish to `epochs` (its seconds per epoch, as recorded, times the epochs it
+    needs) still fits in the time left, once the time left is at most FINISH_MARGIN times that
     finish; until then, none: the best waits for its time rather than a lesser one going first. If
     no leader's finish fits any more, the best trains as far as FINISH_FILL of the time left allows,
     once no more than FINISH_SHARE of the run's `budget` is left, or would be after the trial due
@@ -173,24 +172,25 @@ def leader_to_finish(
     if math.isinf(seconds_left):
         return None
     costed = [
-        (t, record) for t in leaders(trials, sign) if (record := TrialRecord.from_attrs(t.user_attrs)).seconds_per_epoch
+        (t, cost) for t in leaders(trials, sign) if (cost := TrialRecord.from_attrs(t.user_attrs).seconds_per_epoch)
     ]
-    for leader, record in costed:
-        needed = record.seconds_for(epochs - paused_at(leader))
+    for leader, cost in costed:
+        needed = cost * (epochs - paused_at(leader))
         if seconds_left > FINISH_MARGIN * needed:
             return None
         if needed <= seconds_left:
             return leader, epochs
     if not costed or math.isinf(budget) or seconds_left - then > FINISH_SHARE * budget:
         return None
-    best, record = costed[0]
-    epochs_that_fit = int((FINISH_FILL * seconds_left - record.seconds_for(0)) / record.seconds_per_epoch)
+    best, cost = costed[0]
+    epochs_that_fit = int(FINISH_FILL * seconds_left / cost)
     return (best, paused_at(best) + epochs_that_fit) if epochs_that_fit > 0 else None
 
 
 def _seconds_to(trial: FrozenTrial, epoch: int) -> float:
-    """What training paused trial `trial` on to `epoch` would take, at its recorded costs (0 if unknown)."""
-    return TrialRecord.from_attrs(trial.user_attrs).seconds_for(epoch - (paused_at(trial) or 0))
+    """What training paused trial `trial` on to `epoch` would take, at its recorded seconds per epoch (0 if unknown)."""
+    cost = TrialRecord.from_attrs(trial.user_attrs).seconds_per_epoch or 0.0
+    return cost * (epoch - (paused_at(trial) or 0))
 
 
 def leaders(trials: list[FrozenTrial], sign: float) -> list[FrozenTrial]:
