@@ -63,7 +63,7 @@ def run_trial(
         data,
         [reporter],
         monitor=spec.metric,
-        epochs=plan.epochs or config.epochs,
+        epochs=plan.epochs,  # None: the config's (train owns that default)
         initial_epoch=plan.initial_epoch,
         initial_weights=plan.initial_weights,
         save_weights=plan.save_weights,

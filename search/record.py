@@ -133,7 +133,13 @@ class TrialRecord:
 
     @property
     def seconds_per_epoch(self) -> float | None:
-        """What an epoch of the trial cost: training seconds over the epochs it trained (None if unknown)."""
+        """What an epoch of the trial cost: training seconds over the epochs it trained (None if unknown).
+
+        Building and compiling are in it, so it overstates a short stretch's epochs (by up to 2x at
+        2 epochs), and asha's finish relies on that as its margin: the one timed epoch after the
+        first, tried instead, understated a finish's epochs 1.5x and cut it (BENCHMARKS.md, "Planning
+        the finish with an epoch's own time").
+        """
         return self.seconds / self.epochs_run if self.seconds and self.epochs_run else None
 
     def to_attrs(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from conftest import made_up_front
 from optuna.trial import TrialState
 from selenium import webdriver
@@ -26,7 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from search.artifacts import recorded_store
 from search.cli import main
-from search.dashboard import dashboard_url
+from search.dashboard import _read_ahead, dashboard_url
 from search.kept import stored_model
 from search.storage import open_storage
 
@@ -172,6 +173,20 @@ def _search(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "search", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+def test_the_dashboard_reads_every_study_ahead_of_its_first_page(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ahead.db'}"
+    for name in ("one", "two"):
+        study = optuna.create_study(study_name=name, storage=open_storage(url))
+        study.optimize(lambda trial: trial.suggest_float("x", 0.25, 0.5), n_trials=2)
+    bulk = open_storage(url, bulk_reads=True)
+    _read_ahead(bulk)
+    with bulk.engine.begin() as connection:  # changed behind Optuna's back: what was read ahead is not read again
+        connection.execute(sqlalchemy.text("UPDATE trial_values SET value = 7"))
+    for name in ("one", "two"):
+        trials = bulk.get_all_trials(bulk.get_study_id_from_name(name), deepcopy=False)
+        assert [t.value for t in trials] == [t.params["x"] for t in trials]
 
 
 def test_dashboard_refuses_a_missing_database_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

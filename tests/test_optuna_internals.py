@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import math
 import time
@@ -189,6 +190,18 @@ def test_bulk_reads_read_again_only_what_can_change(tmp_path):
     assert again[1:] == orm.get_all_trials(study_id, deepcopy=False)[1:]
     assert again[4].intermediate_values == {1: 0.5} and again[-1].value == 0.9
     assert not any(key.startswith("artifacts:") for key in again[5].system_attrs)
+
+
+def test_bulk_reads_from_several_threads_at_once_give_optunas_trials(tmp_path):
+    """The dashboard serves while its read-ahead reads (search/dashboard.py): one storage, two threads."""
+    _study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    bulk = open_storage(url, bulk_reads=True)
+    study_id = bulk.get_study_id_from_name("i")
+    expected = open_storage(url).get_all_trials(study_id, deepcopy=False)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        reads = list(pool.map(lambda _: bulk.get_all_trials(study_id, deepcopy=False), range(8)))
+    assert all(read == expected for read in reads)
 
 
 def test_the_artifacts_read_and_forgotten_are_those_optuna_records(tmp_path):

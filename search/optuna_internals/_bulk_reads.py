@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
+import threading
 from collections.abc import Container, Iterator
 from typing import Any
 
@@ -23,27 +24,30 @@ class BulkReadStorage(optuna.storages.RDBStorage):
     them) in a fraction of that. A finished trial does not change (Optuna refuses to), so each
     study's leading run of finished trials is kept and only the trials after it are read again;
     all trials' system attrs are read afresh, as this product forgets a finished trial's kept
-    model there (search/artifacts.py).
+    model there (search/artifacts.py). One read at a time: a read that comes while another runs
+    waits for it, then reads only what that one did not keep.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._settled: dict[int, list[FrozenTrial]] = {}  # per study: its finished trials before any unfinished one
+        self._reading = threading.Lock()
 
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         if states is not None or self.get_study_name_from_id(study_id) is None:  # the name check raises KeyError
             return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
-        settled = self._settled.get(study_id, [])
-        with self.engine.connect() as connection:
-            fresh = _trials_after(connection, study_id, settled[-1]._trial_id if settled else -1)
-            system_attrs = _system_attrs(connection, study_id)
-        for trial in (*settled, *fresh):
-            trial.system_attrs = system_attrs.get(trial._trial_id, {})
-        finished = list(itertools.takewhile(lambda trial: trial.state.is_finished(), fresh))
-        self._settled[study_id] = settled + finished
-        return settled + fresh
+        with self._reading:
+            settled = self._settled.get(study_id, [])
+            with self.engine.connect() as connection:
+                fresh = _trials_after(connection, study_id, settled[-1]._trial_id if settled else -1)
+                system_attrs = _system_attrs(connection, study_id)
+            for trial in (*settled, *fresh):
+                trial.system_attrs = system_attrs.get(trial._trial_id, {})
+            finished = list(itertools.takewhile(lambda trial: trial.state.is_finished(), fresh))
+            self._settled[study_id] = settled + finished
+            return settled + fresh
 
 
 def _trials_after(connection: sqlalchemy.engine.Connection, study_id: int, after: int) -> list[FrozenTrial]:
