@@ -10,6 +10,8 @@ that reading every trial takes through Optuna's ORM and through the dashboard's 
 
 Targets (issue 19): rank under 3 s, the dashboard's trial list under 10 s.
 Run: nice -n 19 .venv/bin/python bench/readers_load.py [--trials 10000]
+Two versions of the dashboard side by side: --repos CLONE_A CLONE_B --rounds 3 times each
+checkout's `search dashboard` in turn, round after round, on the same study.
 """
 
 from __future__ import annotations
@@ -156,9 +158,9 @@ def time_reads(url: str, study_id: int) -> tuple[float, float]:
     return figures[0], figures[1]
 
 
-def time_dashboard(url: str, study_id: int, folder: Path) -> tuple[float, float, float]:
+def time_dashboard(url: str, study_id: int, folder: Path, repo: Path = REPO) -> tuple[float, float, float]:
     """Seconds from launch until a fresh dashboard serves, then for the study's API answer, and for the trial
-    list in Chromium; a fresh dashboard for each."""
+    list in Chromium; a fresh dashboard for each, `search dashboard` of the checkout `repo`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -174,7 +176,7 @@ def time_dashboard(url: str, study_id: int, folder: Path) -> tuple[float, float,
         command = [sys.executable, "-m", "search", "dashboard", "--storage", url, "--port", str(port)]
         launched = time.monotonic()
         with (folder / f"dashboard-{way}.log").open("w") as log:
-            server = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            server = subprocess.Popen(command, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_serving(f"{base}/api/meta")
             started = time.monotonic()
@@ -218,6 +220,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--keep", type=Path, help="write the study here and keep it (default: a temp folder)")
+    parser.add_argument("--repos", type=Path, nargs="+", default=[REPO], help="checkouts whose dashboards are timed")
+    parser.add_argument("--rounds", type=int, default=1, help="each round times every checkout's dashboard once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="readers-load-") as tmp:
         folder = args.keep or Path(tmp)
@@ -228,11 +232,19 @@ def main() -> None:
         print(f"search rank: {time_rank(url):.1f} s (target < 3 s)")
         orm, bulk = time_reads(url, study_id)
         print(f"every trial, CPU: Optuna's ORM {orm:.1f} s, bulk reads {bulk:.1f} s ({orm / bulk:.1f}x)")
-        ready, api, browser = time_dashboard(url, study_id, folder)
-        print(
-            f"dashboard: serving {ready:.1f} s after launch; then the study API {api:.1f} s, "
-            f"the trial list in Chromium {browser:.1f} s (target < 10 s)"
-        )
+        for round_ in range(1, args.rounds + 1):
+            for repo in args.repos:
+                ready, api, browser = time_dashboard(url, study_id, folder, repo)
+                print(
+                    f"round {round_}, {_commit(repo)}: dashboard serving {ready:.1f} s after launch; then the "
+                    f"study API {api:.1f} s, the trial list in Chromium {browser:.1f} s (target < 10 s)",
+                    flush=True,
+                )
+
+
+def _commit(repo: Path) -> str:
+    run = subprocess.run(["git", "log", "-1", "--format=%h"], cwd=repo, capture_output=True, text=True, check=False)
+    return f"{repo.name} at {run.stdout.strip() or 'unknown'}"
 
 
 if __name__ == "__main__":

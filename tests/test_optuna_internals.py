@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import inspect
 import json
 import math
 import time
@@ -16,6 +17,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from search import optuna_internals
+from search.backends._optuna import TPE_SETTINGS
 from search.storage import open_storage
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
@@ -227,6 +229,14 @@ def test_the_artifacts_read_and_forgotten_are_those_optuna_records(tmp_path):
     optuna_internals.forget_trial_artifact(study, running.number, read[0].artifact_id)  # finished, as pruning does
     assert optuna_internals.trial_artifacts(study) == [replace(read[1], state=TrialState.COMPLETE)]
     assert f"artifacts:{read[0].artifact_id}" not in study._storage.get_trial_system_attrs(running._trial_id)
+
+
+@pytest.mark.filterwarnings("ignore:`gamma` has been deprecated:FutureWarning")
+def test_tpe_s_good_group_is_the_share_the_product_sets():
+    """`gamma`, deprecated in Optuna 4.9, must still set how many trials TPE models as the good ones."""
+    sampler = optuna.samplers.TPESampler(**TPE_SETTINGS)
+    assert [sampler._gamma(n) for n in (4, 20, 200)] == [1, 5, 25]
+    assert "self._gamma(n)" in inspect.getsource(optuna.samplers.TPESampler._sample)
 
 
 def test_tpe_s_choice_is_lowered_by_the_penalty_on_its_own_candidates():
