@@ -134,6 +134,7 @@ def test_a_study_of_no_known_space_is_not_weighed() -> None:
     assert log_cost(study, SPACE, _networks()[1]).tolist() == [0.0] * 8
 
 
+@pytest.mark.filterwarnings("ignore:`gamma` has been deprecated:FutureWarning")  # TPE_SETTINGS (_optuna.py)
 def test_on_a_flat_objective_the_cost_aware_tpe_proposes_the_cheap_networks() -> None:
     """Accuracy that ignores the network, cost that does not: plain TPE goes on drawing dear networks
     about as often as cheap ones; the cost-aware one leaves them."""
